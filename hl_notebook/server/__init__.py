@@ -1,0 +1,44 @@
+"""The local v4 server: a FastAPI app speaking the Humanloop v4 chat wire protocol.
+
+Why: the hosted service is gone; this app is how notebooks get answers — offline with the ``mock``
+provider, or through pass-through to real providers — and the test suite's real HTTP peer.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from .settings import ServerSettings
+
+API_PREFIX = "/v4"
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """Build the app: one router per concern, store and settings on ``app.state``."""
+    import anyio.to_thread
+
+    from . import routes_admin, routes_chat
+    from .errors import install_error_handlers
+    from .limits import BodySizeLimit
+    from .store import Store
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # sync endpoints run on worker threads; a mock latency holds one per in-flight call
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        yield
+
+    app = FastAPI(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.store = Store(settings.db_path)
+    install_error_handlers(app)
+    app.include_router(routes_chat.router, prefix=API_PREFIX)
+    app.include_router(routes_admin.router, prefix=API_PREFIX)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+__all__ = ["API_PREFIX", "ServerSettings", "create_app"]

@@ -1,0 +1,70 @@
+"""``python -m hl_notebook.server``: run the local v4 server with uvicorn.
+
+Why: a team or a notebook user can run the same server the embedded default uses, as a process.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import secrets
+import socket
+import sys
+
+from .settings import DEFAULT_DB, DEFAULT_MAX_BODY_BYTES, ServerSettings, env_api_key
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hl_notebook.server",
+                                     description="Local server speaking the Humanloop v4 chat API.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
+    parser.add_argument("--db", default=str(DEFAULT_DB), help=f"SQLite file (default {DEFAULT_DB})")
+    parser.add_argument("--api-key", default=None,
+                        help="key clients send as X-API-KEY (default: $HL_NOTEBOOK_API_KEY, else a new one)")
+    parser.add_argument("--mock-latency-ms", type=float, default=0.0,
+                        help="simulated latency of the mock provider per call")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="largest accepted request body")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    from . import API_PREFIX, create_app
+
+    args = parse_args(argv)
+    api_key = args.api_key or env_api_key()
+    if api_key is None:
+        if not _is_loopback(args.host):
+            print(f"refusing to serve on non-loopback host {args.host} without an explicit --api-key "
+                  "or HL_NOTEBOOK_API_KEY", file=sys.stderr)
+            return 2
+        api_key = secrets.token_urlsafe(24)
+        print(f"generated API key (shown once): {api_key}", flush=True)
+    settings = ServerSettings(api_key=api_key, db_path=args.db, mock_latency_ms=args.mock_latency_ms,
+                              max_body_bytes=args.max_body_bytes)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
+    logging.basicConfig(level=logging.INFO)
+    print(f"hl_notebook server at http://{shown}:{port}{API_PREFIX}", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The chat pipeline shared by the four endpoints: resolve config -> render -> provider -> store.
+
+Why: the endpoints differ only in how they pick a model config (spec §3); everything after that —
+templating, sampling, storage in one transaction, response shape, streaming — is one code path.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from . import templating
+from .errors import BadRequest, MissingVariables
+from .ids import new_id
+from .providers import get_provider
+from .providers.base import Generation, ProviderCall, ProviderError, StreamDelta, StreamUsage
+from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
+                      ChatRequestBase, ModelConfigChatRequest)
+from .store import NotFound, PendingLog, Store, project_id_for
+
+DEFAULT_PROJECT = "default"  # decisions table: /chat without a project logs under "default"
+
+
+@dataclass
+class Target:
+    """Where a call's samples go: the project, and per sample the config (experiments vary it)."""
+
+    project_id: str
+    project_name: str | None  # set when the project may need creating (by name)
+    sample_configs: list[str]  # config id per sample
+    configs: dict[str, dict[str, Any]]  # config id -> params
+    new_config: tuple[str, dict[str, Any], str | None, str | None] | None = None  # id, params, name, descr
+
+
+@dataclass
+class Group:
+    """Samples that share one config, answered by one provider call."""
+
+    config_id: str
+    params: dict[str, Any]
+    indices: list[int]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- resolving the config (spec §3) ------------------------------------------------------------
+def _project(store: Store, body: ChatRequestBase, default: str | None) -> tuple[str, str | None]:
+    if body.project_id:
+        return store.project_by_id(body.project_id)["id"], None
+    name = body.project or default
+    if name is None:
+        raise BadRequest(["body", "project_id"], "one of project or project_id is required")
+    found = store.project_by_name(name)
+    return (found["id"], None) if found else (project_id_for(name), name)
+
+
+def _from_experiment(store: Store, experiment_id: str, project_id: str, n: int) -> Target:
+    rng = random.Random()
+    ids = [store.sample_experiment_config(experiment_id, rng) for _ in range(n)]
+    return Target(project_id, None, ids, {c: store.config(c)["params"] for c in set(ids)})
+
+
+def resolve(store: Store, endpoint: str, body: Any) -> Target:
+    n = body.num_samples
+    if isinstance(body, ChatRequest):
+        project_id, name = _project(store, body, DEFAULT_PROJECT)
+        config: ModelConfigChatRequest = body.config
+        params = config.params()
+        config_id = store.config_id_for(project_id, params)
+        return Target(project_id, name, [config_id] * n, {config_id: params},
+                      new_config=(config_id, params, config.name, config.description))
+    if isinstance(body, ChatModelConfigRequest):
+        found = store.config(body.model_config_id)
+        return Target(found["project_id"], None, [found["id"]] * n, {found["id"]: found["params"]})
+    if isinstance(body, ChatExperimentRequest):
+        experiment = store.experiment(body.experiment_id)
+        return _from_experiment(store, experiment["id"], experiment["project_id"], n)
+    assert isinstance(body, ChatDeployedRequest)
+    project_id, unknown_name = _project(store, body, None)
+    if unknown_name is not None:
+        raise NotFound(f"project {unknown_name} not found")
+    deployment = store.deployment(project_id, body.environment)
+    if deployment["experiment_id"]:
+        return _from_experiment(store, deployment["experiment_id"], project_id, n)
+    found = store.config(deployment["config_id"])
+    return Target(project_id, None, [found["id"]] * n, {found["id"]: found["params"]})
+
+
+# -- rendering ---------------------------------------------------------------------------------
+def render(params: dict[str, Any], body: ChatRequestBase) -> list[dict[str, Any]]:
+    """Template messages (strict: every variable needs an input) then request messages.
+
+    Request messages are rendered leniently: variables present in ``inputs`` are substituted,
+    others are left as written, so literal braces in user text never fail a call.
+    """
+    template = params.get("chat_template") or []
+    missing = templating.missing_inputs(template, body.inputs)
+    if missing:
+        raise MissingVariables(missing)
+    request = [m.model_dump(mode="json") for m in body.messages]
+    return [templating.render_message(m, body.inputs) for m in [*template, *request]]
+
+
+def groups(target: Target, body: ChatRequestBase) -> list[Group]:
+    by_config: dict[str, Group] = {}
+    for index, config_id in enumerate(target.sample_configs):
+        if config_id not in by_config:
+            by_config[config_id] = Group(config_id, target.configs[config_id], [])
+        by_config[config_id].indices.append(index)
+    for group in by_config.values():
+        group.messages = render(group.params, body)
+    return list(by_config.values())
+
+
+def provider_call(group: Group, body: ChatRequestBase) -> ProviderCall:
+    keys = body.provider_api_keys.model_dump(exclude_none=True) if body.provider_api_keys else {}
+    config = dict(group.params)
+    if config.get("seed") is None and body.seed is not None:
+        config["seed"] = body.seed  # spec §2: top-level seed is the deprecated spelling
+    return ProviderCall(config=config, messages=group.messages, num_samples=len(group.indices),
+                        api_keys=keys, user=body.user, tool_choice=body.tool_choice,
+                        response_format=body.response_format.model_dump() if body.response_format else None)
+
+
+# -- responses (spec §6) -----------------------------------------------------------------------
+def _tool_call(tool_calls: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    if not tool_calls:
+        return None
+    function = tool_calls[0].get("function", {})
+    return {"name": function.get("name"), "arguments": function.get("arguments")}
+
+
+def data_entry(*, log_id: str, index: int, text: str, finish_reason: str | None, config_id: str,
+               tool_calls: list[dict[str, Any]] | None, inputs: dict[str, Any],
+               messages: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {
+        "id": log_id, "index": index, "output": text.strip(), "raw_output": text, "inputs": inputs,
+        "finish_reason": finish_reason, "model_config_id": config_id, "messages": messages,
+        "tool_results": [], "tool_calls": tool_calls, "tool_call": _tool_call(tool_calls),
+        "output_message": {"role": "assistant", "content": text, "name": None, "tool_call_id": None,
+                           "tool_calls": tool_calls, "tool_call": _tool_call(tool_calls)},
+    }
+
+
+def envelope(body: ChatRequestBase, project_id: str, session_id: str | None, data: list[dict[str, Any]],
+             usage: dict[str, int] | None, provider_request: dict[str, Any] | None,
+             provider_responses: list[Any]) -> dict[str, Any]:
+    return {"project_id": project_id, "num_samples": body.num_samples, "logprobs": None, "suffix": None,
+            "user": body.user, "data": data, "usage": usage, "metadata": body.metadata,
+            "provider_responses": provider_responses, "provider_request": provider_request,
+            "session_id": session_id, "tool_choice": body.tool_choice}
+
+
+def usage_dict(prompt_tokens: int, generation_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "generation_tokens": generation_tokens,
+            "total_tokens": prompt_tokens + generation_tokens}
+
+
+# -- running ---------------------------------------------------------------------------------------
+class ChatRun:
+    """One chat call from resolved target to stored logs and a response body."""
+
+    def __init__(self, store: Store, endpoint: str, body: ChatRequestBase, mock_latency_ms: float) -> None:
+        self.store, self.endpoint, self.body = store, endpoint, body
+        self.mock_latency_ms = mock_latency_ms
+        self.target = resolve(store, endpoint, body)
+        self.groups = groups(self.target, body)
+        self.log_ids = [new_id("data") for _ in range(body.num_samples)]
+        self.inputs = body.inputs if body.return_inputs else {}
+
+    def _provider(self, group: Group):  # noqa: ANN202 - Provider protocol
+        return get_provider(group.params.get("provider", "openai"), mock_latency_ms=self.mock_latency_ms)
+
+    def _messages_for(self, index: int) -> list[dict[str, Any]]:
+        for group in self.groups:
+            if index in group.indices:
+                return group.messages
+        return []
+
+    def store_logs(self, outcomes: dict[int, tuple[str | None, str | None, dict[str, Any] | None]],
+                   usage: dict[str, int] | None) -> str | None:
+        """Write project, config, session and one log per sample in a single transaction."""
+        body, target = self.body, self.target
+        with self.store.write() as db:
+            if target.project_name is not None:
+                target.project_id = self.store.ensure_project(db, target.project_name)
+            if target.new_config is not None:
+                config_id, params, name, description = target.new_config
+                self.store.ensure_config(db, target.project_id, params, name, description)
+            session_id = body.session_id
+            if body.session_reference_id and not session_id:
+                session_id = self.store.session_for_reference(db, body.session_reference_id)
+            logs = [PendingLog(self.log_ids[i], i, target.sample_configs[i], *outcomes[i])
+                    for i in sorted(outcomes)]
+            self.store.write_logs(db, project_id=target.project_id, endpoint=self.endpoint, logs=logs,
+                                  inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,
+                                  source=body.source, usage=usage, session_id=session_id,
+                                  parent_id=body.parent_id, save=body.save)
+        return session_id
+
+    def _fail(self, exc: ProviderError, partial: dict[int, str] | None = None) -> None:
+        error = exc.detail()
+        outcomes = {i: ((partial or {}).get(i), None, error) for i in range(self.body.num_samples)}
+        self.store_logs(outcomes, None)
+
+    def complete(self) -> dict[str, Any]:
+        results: dict[int, Generation] = {}
+        responses: list[Any] = []
+        request: dict[str, Any] | None = None
+        prompt_tokens = generation_tokens = 0
+        try:
+            for group in self.groups:
+                result = self._provider(group).complete(provider_call(group, self.body))
+                for generation, index in zip(result.generations, group.indices):
+                    results[index] = generation
+                responses.extend(result.provider_responses)
+                request = request or result.provider_request
+                prompt_tokens += result.prompt_tokens
+                generation_tokens += result.generation_tokens
+        except ProviderError as exc:
+            self._fail(exc)
+            raise
+        usage = usage_dict(prompt_tokens, generation_tokens)
+        outcomes = {i: (g.text, g.finish_reason, None) for i, g in results.items()}
+        session_id = self.store_logs(outcomes, usage)
+        data = [data_entry(log_id=self.log_ids[i], index=i, text=g.text, finish_reason=g.finish_reason,
+                           config_id=self.target.sample_configs[i], tool_calls=g.tool_calls,
+                           inputs=self.inputs, messages=self._messages_for(i))
+                for i, g in sorted(results.items())]
+        return envelope(self.body, self.target.project_id, session_id, data, usage, request, responses)
+
+    # -- streaming (spec §7) -------------------------------------------------------------------
+    def _deltas(self) -> Iterator[StreamDelta | StreamUsage]:
+        """Deltas of every group with sample indices mapped back to the call's indices."""
+        for group in self.groups:
+            for item in self._provider(group).stream(provider_call(group, self.body)):
+                if isinstance(item, StreamDelta):
+                    item.index = group.indices[item.index]
+                yield item
+
+    def stream_events(self) -> Iterator[dict[str, Any]]:
+        """Events as dicts: deltas as they come, each sample's final event held until usage is known.
+
+        The first provider item is pulled before this returns an iterator, so a provider failure
+        before any output is an ordinary HTTP error rather than an event.
+        """
+        source = self._deltas()
+        try:
+            first = next(source, None)
+        except ProviderError as exc:
+            self._fail(exc)
+            raise
+        return self._events(first, source)
+
+    def _events(self, first: Any, source: Iterator[Any]) -> Iterator[dict[str, Any]]:
+        texts: dict[int, str] = {}
+        finals: dict[int, StreamDelta] = {}
+        prompt_tokens = generation_tokens = 0
+        request: dict[str, Any] | None = None
+        items = iter([first] if first is not None else [])
+        try:
+            for item in _chain(items, source):
+                if isinstance(item, StreamUsage):
+                    prompt_tokens += item.prompt_tokens
+                    generation_tokens += item.generation_tokens
+                    request = request or item.provider_request
+                    continue
+                texts[item.index] = texts.get(item.index, "") + item.text
+                if item.finish_reason is not None:
+                    finals[item.index] = item
+                if item.text or item.finish_reason is None:
+                    yield self._event(item.index, item.text, None, None, None)
+        except ProviderError as exc:
+            self._fail(exc, texts)
+            yield {"detail": exc.detail()}
+            return
+        except GeneratorExit:
+            self._fail(ProviderError("the client closed the stream", status=499, type="client_closed"), texts)
+            raise
+        usage = usage_dict(prompt_tokens, generation_tokens)
+        outcomes = {i: (texts.get(i, ""), finals[i].finish_reason if i in finals else "stop", None)
+                    for i in range(self.body.num_samples)}
+        session_id = self.store_logs(outcomes, usage)
+        for index in range(self.body.num_samples):
+            final = finals.get(index)
+            event = self._event(index, "", outcomes[index][1], texts.get(index, ""),
+                                final.tool_calls if final else None)
+            event.update(usage=usage, session_id=session_id, provider_request=request)
+            yield event
+
+    def _event(self, index: int, delta: str, finish_reason: str | None, full_text: str | None,
+               tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+        entry = data_entry(log_id=self.log_ids[index], index=index, text=delta, finish_reason=finish_reason,
+                           config_id=self.target.sample_configs[index], tool_calls=tool_calls,
+                           inputs=self.inputs, messages=None)
+        entry["output"] = delta  # spec §7: deltas are not stripped, consumers concatenate them
+        entry["output_message"]["content"] = full_text  # the whole text only on the final event
+        return envelope(self.body, self.target.project_id, self.body.session_id, [entry], None, None, [])
+
+
+def _chain(*iterators: Iterator[Any]) -> Iterator[Any]:
+    for iterator in iterators:
+        yield from iterator
+

@@ -1,0 +1,27 @@
+"""Identifier shapes of the v4 API: ``prefix_`` + 21 alphanumerics (spec §9).
+
+Why: SDKs and users recognise objects by prefix (``pr_``, ``config_``, ``data_``…), so ours match.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+ALPHABET = string.ascii_letters + string.digits
+ID_LENGTH = 21
+
+
+def new_id(prefix: str) -> str:
+    """A fresh random id such as ``data_Xb3…`` (21 characters after the underscore)."""
+    return f"{prefix}_" + "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+
+
+def stable_id(prefix: str, key: str) -> str:
+    """An id derived from ``key``, so concurrent registrations of the same thing agree on it."""
+    number = int.from_bytes(hashlib.sha256(key.encode()).digest(), "big")
+    chars = []
+    for _ in range(ID_LENGTH):
+        number, rest = divmod(number, len(ALPHABET))
+        chars.append(ALPHABET[rest])
+    return f"{prefix}_" + "".join(chars)

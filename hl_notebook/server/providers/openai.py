@@ -1,0 +1,327 @@
+"""Pass-through to the OpenAI Chat Completions API (spec §5 mapping, §8 errors).
+
+Why: ``provider: "openai"`` calls go to a real (or OpenAI-compatible) endpoint and come back as the
+provider contract of ``base.py``. The HTTP plumbing here (``Upstream``: timeouts, status mapping, SSE
+reading, key redaction) is shared with ``anthropic.py``.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
+
+import requests
+
+from hl_notebook.server.providers.base import (
+    Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage,
+)
+from hl_notebook.server.templating import text_parts
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 600.0
+CONTROL_KEYS = frozenset({"base_url", "timeout"})  # ours, never sent upstream (nor mock_*)
+FINISH_REASONS = {"tool_calls": "tool_call", "function_call": "tool_call"}  # spec §6 spelling
+# error types an upstream may put in a mid-stream error event -> (our status, our type)
+STREAM_ERRORS = {
+    "rate_limit_error": (429, "rate_limit_error"),
+    "overloaded_error": (503, "service_unavailable"),
+    "authentication_error": (401, "authentication_error"),
+    "invalid_request_error": (422, "unprocessable_entity_error"),
+}
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One session per worker thread (pitfall 7: Session is not documented thread-safe)."""
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+    return _local.session
+
+
+def extra_params(other: dict[str, Any]) -> dict[str, Any]:
+    """``config.other`` minus our own control keys: what goes upstream as extra body fields."""
+    return {k: v for k, v in other.items() if k not in CONTROL_KEYS and not k.startswith("mock_")}
+
+
+def resolve_key(call: ProviderCall, provider: str, env: str, origin: str) -> str:
+    """The per-call key, else the server's env var; a missing key is the caller's 401."""
+    key = call.api_keys.get(provider) or os.environ.get(env)
+    if not key:
+        raise ProviderError(f"no {origin} API key: pass provider_api_keys.{provider} or set {env} on the server",
+                            status=401, type="authentication_error", origin=origin)
+    return key
+
+
+def resolve_base(other: dict[str, Any], env: str, default: str) -> str:
+    return (other.get("base_url") or os.environ.get(env) or default).rstrip("/")
+
+
+def estimate_tokens(messages: Iterable[dict[str, Any]], outputs: Iterable[str]) -> tuple[int, int]:
+    """Whitespace word counts, for upstreams that report no usage (zero would read as "free")."""
+    prompt = sum(len(text.split()) for message in messages for text in text_parts(message))
+    return prompt, sum(len(text.split()) for text in outputs)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One provider endpoint for one call: where to POST, how to authenticate, what to redact.
+
+    Every failure leaves here as a ProviderError whose message has the key replaced by ``***``.
+    """
+
+    url: str
+    headers: dict[str, str]
+    key: str
+    origin: str
+    read_timeout: float = READ_TIMEOUT
+    overloaded: frozenset[int] = frozenset()  # upstream statuses that mean "busy, retry" -> 503
+
+    def redact(self, value: Any) -> Any:
+        """``value`` (str, or JSON-like nesting) with every occurrence of the key replaced."""
+        if isinstance(value, str):
+            return value.replace(self.key, "***")
+        if isinstance(value, dict):
+            return {k: self.redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact(v) for v in value]
+        return value
+
+    def error(self, message: str, status: int = 502, type: str = "bad_gateway",
+              retry_after: float | None = None) -> ProviderError:
+        return ProviderError(self.redact(message), status=status, type=type, origin=self.origin,
+                             retry_after=retry_after)
+
+    def post(self, body: dict[str, Any], *, stream: bool = False) -> requests.Response:
+        """POST ``body``; returns only a 2xx response (the caller closes it when streaming)."""
+        try:
+            response = _session().post(self.url, json=body, headers=self.headers, stream=stream,
+                                       timeout=(CONNECT_TIMEOUT, self.read_timeout))
+        except requests.RequestException as exc:  # refused, DNS, connect or read timeout
+            parts = urlsplit(self.url)
+            host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+            raise self.error(f"{self.origin} is unreachable at {host}", 503, "service_unavailable") from exc
+        if response.status_code >= 400:
+            with response:
+                raise self.http_error(response)
+        return response
+
+    def http_error(self, response: requests.Response) -> ProviderError:
+        """Map an upstream error status onto ours (spec §8), keeping the upstream's message."""
+        status = response.status_code
+        message = _error_message(response) or f"{self.origin} answered HTTP {status}"
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        if status in (401, 403):
+            return self.error(message, 401, "authentication_error")
+        if status == 429:
+            return self.error(message, 429, "rate_limit_error", retry_after)
+        if status in (400, 404, 422):
+            return self.error(message, 422, "unprocessable_entity_error")
+        if status in self.overloaded:
+            return self.error(message, 503, "service_unavailable", retry_after)
+        return self.error(message, 502, "bad_gateway")
+
+    def json(self, response: requests.Response) -> dict[str, Any]:
+        try:
+            return response.json()
+        except ValueError:
+            raise self.error(f"{self.origin} answered with a body that is not JSON") from None
+
+    def events(self, response: requests.Response) -> Iterator[dict[str, Any]]:
+        """Decoded JSON of each SSE ``data:`` line until ``[DONE]`` or the end of the body.
+
+        Reads bytes and splits lines itself (pitfall 8: CRLF split across chunks). An upstream
+        error event or a dropped connection raises ProviderError; a clean early close does not,
+        so callers check that every sample finished.
+        """
+        buffer = b""
+        try:
+            for chunk in response.iter_content(chunk_size=None):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    line = line.rstrip(b"\r")
+                    if not line.startswith(b"data: "):
+                        continue
+                    if line[6:].strip() == b"[DONE]":
+                        return
+                    yield self._event(line[6:])
+        except requests.RequestException as exc:
+            raise self.error(f"{self.origin} stream broke off: {type(exc).__name__}") from exc
+
+    def _event(self, payload: bytes) -> dict[str, Any]:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            raise self.error(f"{self.origin} sent a stream event that is not JSON") from None
+        error = event.get("error") if isinstance(event, dict) else None
+        if error is not None:
+            kind = error.get("type") if isinstance(error, dict) else None
+            status, our_type = STREAM_ERRORS.get(kind, (502, "bad_gateway"))
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise self.error(message or f"{self.origin} stream error", status, our_type)
+        return event
+
+    def cut_off(self) -> ProviderError:
+        return self.error(f"{self.origin} stream ended before every sample finished")
+
+
+def _error_message(response: requests.Response) -> str | None:
+    """``error.message`` of an OpenAI- or Anthropic-style error body, if there is one."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict):
+        return error.get("message") or None
+    return error if isinstance(error, str) and error else None
+
+
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    keep = ("role", "content", "name", "tool_calls", "tool_call_id")
+    return {k: message[k] for k in keep if message.get(k) is not None}
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> None:
+    """Fold one streamed tool-call fragment into the call at its ``index``."""
+    call = calls.setdefault(part.get("index", len(calls)),
+                            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    if part.get("id"):
+        call["id"] = part["id"]
+    function = part.get("function") or {}
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
+
+
+class OpenAIProvider:
+    """``provider: "openai"``: the rendered call sent as-is to ``{base}/chat/completions``.
+
+    Base URL: ``other.base_url``, else ``OPENAI_BASE_URL``, else api.openai.com. Key: the body's
+    ``provider_api_keys.openai``, else ``OPENAI_API_KEY``; it only ever travels in the header.
+    Keys in ``other`` that are not ours are added to the body (they never replace our fields).
+    """
+
+    origin = "OpenAI"
+
+    def complete(self, call: ProviderCall) -> ProviderResult:
+        upstream, body = self._upstream(call), self._body(call)
+        with upstream.post(body) as response:
+            data = upstream.json(response)
+        generations = [self._generation(choice) for choice in data.get("choices") or []]
+        generations.sort(key=lambda g: g.index)
+        usage = data.get("usage") or {}
+        estimate = estimate_tokens(call.messages, (g.text for g in generations))
+        return ProviderResult(
+            generations=generations,
+            prompt_tokens=usage.get("prompt_tokens", estimate[0]),
+            generation_tokens=usage.get("completion_tokens", estimate[1]),
+            provider_request=upstream.redact(body),
+            provider_responses=[upstream.redact(data)],
+        )
+
+    def stream(self, call: ProviderCall) -> Iterator[StreamDelta | StreamUsage]:
+        upstream = self._upstream(call)
+        body = {**self._body(call), "stream": True, "stream_options": {"include_usage": True}}
+        outputs: dict[int, list[str]] = defaultdict(list)
+        tool_calls: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+        finished: set[int] = set()
+        usage: dict[str, Any] | None = None
+        with upstream.post(body, stream=True) as response:
+            for event in upstream.events(response):
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    delta = self._delta(choice, outputs, tool_calls)
+                    if delta is None:
+                        continue
+                    if delta.finish_reason:
+                        finished.add(delta.index)
+                    yield delta
+        if not finished.issuperset(range(call.num_samples)):
+            raise upstream.cut_off()
+        texts = [t for parts in outputs.values() for t in parts]
+        texts += [c["function"]["arguments"] for calls in tool_calls.values() for c in calls.values()]
+        prompt, generated = estimate_tokens(call.messages, texts)
+        usage = usage or {}
+        yield StreamUsage(usage.get("prompt_tokens", prompt), usage.get("completion_tokens", generated),
+                          upstream.redact(body))
+
+    def _upstream(self, call: ProviderCall) -> Upstream:
+        other = call.config.get("other") or {}
+        key = resolve_key(call, "openai", "OPENAI_API_KEY", self.origin)
+        base = resolve_base(other, "OPENAI_BASE_URL", DEFAULT_BASE_URL)
+        return Upstream(f"{base}/chat/completions", {"Authorization": f"Bearer {key}"}, key, self.origin,
+                        float(other.get("timeout") or READ_TIMEOUT))
+
+    @staticmethod
+    def _body(call: ProviderCall) -> dict[str, Any]:
+        """The Chat Completions body, as in the S4 example of spec §5 (``max_tokens`` only if != -1)."""
+        config = call.config
+        body: dict[str, Any] = {
+            "messages": [_wire_message(m) for m in call.messages],
+            "model": config["model"],
+            "n": call.num_samples,
+        }
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed"):
+            if config.get(name) is not None:
+                body[name] = config[name]
+        if config.get("max_tokens", -1) != -1:
+            body["max_tokens"] = config["max_tokens"]
+        if call.user:
+            body["user"] = call.user
+        tools = [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters")
+                                                  if t.get(k) is not None}}
+                 for t in config.get("tools") or []]
+        if tools:
+            body["tools"] = tools
+        if tools or call.tool_choice is not None:
+            body["tool_choice"] = call.tool_choice if call.tool_choice is not None else "auto"
+        response_format = call.response_format or config.get("response_format")
+        if response_format:
+            body["response_format"] = response_format
+        for name, value in extra_params(config.get("other") or {}).items():
+            body.setdefault(name, value)
+        return body
+
+    @staticmethod
+    def _generation(choice: dict[str, Any]) -> Generation:
+        message = choice.get("message") or {}
+        reason = choice.get("finish_reason")
+        return Generation(index=choice.get("index", 0), text=message.get("content") or "",
+                          finish_reason=FINISH_REASONS.get(reason, reason),
+                          tool_calls=message.get("tool_calls") or None)
+
+    @staticmethod
+    def _delta(choice: dict[str, Any], outputs: dict[int, list[str]],
+               tool_calls: dict[int, dict[int, dict[str, Any]]]) -> StreamDelta | None:
+        """One choice of one chunk as a StreamDelta; tool calls are held back for the final one."""
+        index = choice.get("index", 0)
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        outputs[index].append(text)
+        for part in delta.get("tool_calls") or []:
+            _merge_tool_call(tool_calls[index], part)
+        reason = choice.get("finish_reason")
+        if reason:
+            calls = [tool_calls[index][i] for i in sorted(tool_calls[index])] or None
+            return StreamDelta(index, text, FINISH_REASONS.get(reason, reason), calls)
+        return StreamDelta(index, text) if text else None

@@ -1,0 +1,31 @@
+"""Server settings, resolved once at start-up.
+
+Why: the app factory, the CLI and the embedded server all build the app from the same values.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DB = Path.home() / ".hl_notebook" / "server.sqlite"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``api_key`` is the one key clients must send as ``X-API-KEY``; it is never logged."""
+
+    api_key: str
+    db_path: str = str(DEFAULT_DB)
+    mock_latency_ms: float = 0.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    worker_threads: int = 128
+
+    def __repr__(self) -> str:  # keep the key out of logs and tracebacks
+        return (f"ServerSettings(api_key='***', db_path={self.db_path!r}, "
+                f"mock_latency_ms={self.mock_latency_ms}, max_body_bytes={self.max_body_bytes})")
+
+
+def env_api_key() -> str | None:
+    return os.environ.get("HL_NOTEBOOK_API_KEY") or None

@@ -1,0 +1,296 @@
+"""SQLite storage for projects, model configs, experiments, deployments, sessions and logs.
+
+Why: the local server must survive restarts and serve a small team, so state lives in one SQLite
+file (WAL mode, a connection per thread, busy timeout) behind a few intention-named methods. A chat
+call writes everything it creates in one transaction, so a failed call leaves nothing half-done.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .ids import new_id, stable_id
+
+DEFAULT_ENVIRONMENT = "production"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL,
+    description TEXT, params TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL,
+    positive_labels TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS experiment_configs (
+    experiment_id TEXT NOT NULL REFERENCES experiments(id), config_id TEXT NOT NULL REFERENCES configs(id),
+    active INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment_id, config_id));
+CREATE TABLE IF NOT EXISTS environments (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, is_default INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS deployments (
+    project_id TEXT NOT NULL REFERENCES projects(id), environment_id TEXT NOT NULL REFERENCES environments(id),
+    config_id TEXT, experiment_id TEXT, PRIMARY KEY (project_id, environment_id));
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, reference_id TEXT UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
+    config_id TEXT NOT NULL, session_id TEXT, parent_id TEXT, sample_index INTEGER NOT NULL,
+    endpoint TEXT NOT NULL, created_at REAL NOT NULL, inputs TEXT, messages TEXT, output TEXT,
+    finish_reason TEXT, error TEXT, metadata TEXT, source TEXT, usage TEXT, saved INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_project ON logs (project_id, seq);
+"""
+
+
+def project_id_for(name: str) -> str:
+    """Projects created by name get an id derived from it, so racing creators agree."""
+    return stable_id("pr", "project:" + name)
+
+
+class NotFound(Exception):
+    """An id or name the store does not know; the routes answer 404 with ``str(exc)``."""
+
+
+def config_key(params: dict[str, Any]) -> str:
+    """Configs are immutable and identified by their parameters (name/description excluded)."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class PendingLog:
+    """A log row to write when the chat call ends (spec §9: one log per sample)."""
+
+    id: str
+    sample_index: int
+    config_id: str
+    output: str | None
+    finish_reason: str | None
+    error: dict[str, Any] | None
+
+
+class Store:
+    """All persistent state. Thread-safe: each thread gets its own connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connection().executescript(SCHEMA)
+        with self.write() as db:
+            if not db.execute("SELECT 1 FROM environments WHERE is_default = 1").fetchone():
+                db.execute("INSERT OR IGNORE INTO environments VALUES (?, ?, 1)",
+                           (new_id("env"), DEFAULT_ENVIRONMENT))
+
+    # -- connections -------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: writers queue on SQLite's lock instead of failing mid-way."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def read(self) -> sqlite3.Connection:
+        return self._connection()
+
+    # -- projects ----------------------------------------------------------------------------
+    def project_by_id(self, project_id: str) -> dict[str, Any]:
+        row = self.read().execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"project {project_id} not found")
+        return dict(row)
+
+    def project_by_name(self, name: str) -> dict[str, Any] | None:
+        row = self.read().execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def ensure_project(self, db: sqlite3.Connection, name: str) -> str:
+        """The id of the project called ``name``, created on first use (spec §9)."""
+        project_id = project_id_for(name)
+        db.execute("INSERT OR IGNORE INTO projects VALUES (?, ?, ?)", (project_id, name, time.time()))
+        return db.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()[0]
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.read().execute("SELECT * FROM projects ORDER BY created_at, id")]
+
+    # -- configs -----------------------------------------------------------------------------
+    def config_id_for(self, project_id: str, params: dict[str, Any]) -> str:
+        """The id a config with these parameters has (or will have) in this project."""
+        return stable_id("config", project_id + "\n" + config_key(params))
+
+    def ensure_config(self, db: sqlite3.Connection, project_id: str, params: dict[str, Any],
+                      name: str | None = None, description: str | None = None) -> str:
+        """Register (or find) a config; the project's first config is deployed to the default env."""
+        config_id = self.config_id_for(project_id, params)
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?, ?, ?)",
+            (config_id, project_id, name or f"{params.get('model', 'config')}-{config_id[-6:]}",
+             description, config_key(params), time.time())).rowcount
+        if inserted and not db.execute("SELECT 1 FROM deployments WHERE project_id = ?", (project_id,)).fetchone():
+            env_id = db.execute("SELECT id FROM environments WHERE is_default = 1").fetchone()[0]
+            db.execute("INSERT INTO deployments VALUES (?, ?, ?, NULL)", (project_id, env_id, config_id))
+        return config_id
+
+    def config(self, config_id: str) -> dict[str, Any]:
+        row = self.read().execute("SELECT * FROM configs WHERE id = ?", (config_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"model config {config_id} not found")
+        found = dict(row)
+        found["params"] = json.loads(found["params"])
+        return found
+
+    def project_configs(self, project_id: str) -> list[dict[str, Any]]:
+        self.project_by_id(project_id)
+        rows = self.read().execute("SELECT id FROM configs WHERE project_id = ? ORDER BY created_at, id",
+                                   (project_id,))
+        return [self.config(r[0]) for r in rows]
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(self, project_id: str, name: str, positive_labels: list[Any],
+                          config_ids: list[str], set_active: bool) -> str:
+        self.project_by_id(project_id)
+        for config_id in config_ids:
+            if self.config(config_id)["project_id"] != project_id:
+                raise NotFound(f"model config {config_id} not found in project {project_id}")
+        experiment_id = new_id("exp")
+        with self.write() as db:
+            db.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?)",
+                       (experiment_id, project_id, name, json.dumps(positive_labels), time.time()))
+            db.executemany("INSERT OR IGNORE INTO experiment_configs VALUES (?, ?, 1)",
+                           [(experiment_id, c) for c in config_ids])
+            if set_active:
+                self._deploy(db, project_id, [self.default_environment()["id"]], None, experiment_id)
+        return experiment_id
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        row = self.read().execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"experiment {experiment_id} not found")
+        found = dict(row)
+        found["positive_labels"] = json.loads(found["positive_labels"])
+        found["config_ids"] = [r[0] for r in self.read().execute(
+            "SELECT config_id FROM experiment_configs WHERE experiment_id = ? AND active = 1 ORDER BY rowid",
+            (experiment_id,))]
+        return found
+
+    def project_experiments(self, project_id: str) -> list[dict[str, Any]]:
+        self.project_by_id(project_id)
+        rows = self.read().execute("SELECT id FROM experiments WHERE project_id = ? ORDER BY created_at, id",
+                                   (project_id,))
+        return [self.experiment(r[0]) for r in rows]
+
+    def sample_experiment_config(self, experiment_id: str, rng: random.Random) -> str:
+        """Uniform choice among the experiment's active configs (spec §9 allows this simplification)."""
+        config_ids = self.experiment(experiment_id)["config_ids"]
+        if not config_ids:
+            raise NotFound(f"experiment {experiment_id} has no active model configs")
+        return rng.choice(config_ids)
+
+    # -- environments and deployments --------------------------------------------------------
+    def default_environment(self) -> dict[str, Any]:
+        return dict(self.read().execute("SELECT * FROM environments WHERE is_default = 1").fetchone())
+
+    def environment(self, *, name: str | None = None, env_id: str | None = None) -> dict[str, Any]:
+        if env_id:
+            row = self.read().execute("SELECT * FROM environments WHERE id = ?", (env_id,)).fetchone()
+        else:
+            row = self.read().execute("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"environment {env_id or name} not found")
+        return dict(row)
+
+    def ensure_environment(self, name: str) -> dict[str, Any]:
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO environments VALUES (?, ?, 0)", (new_id("env"), name))
+        return self.environment(name=name)
+
+    def _deploy(self, db: sqlite3.Connection, project_id: str, env_ids: list[str],
+                config_id: str | None, experiment_id: str | None) -> None:
+        db.executemany("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?)",
+                       [(project_id, e, config_id, experiment_id) for e in env_ids])
+
+    def deploy(self, project_id: str, env_ids: list[str], config_id: str | None,
+               experiment_id: str | None) -> None:
+        """Deploy one config or one experiment (never both) to the given environments."""
+        self.project_by_id(project_id)
+        owner = self.config(config_id) if config_id else self.experiment(experiment_id or "")
+        if owner["project_id"] != project_id:
+            raise NotFound(f"{config_id or experiment_id} not found in project {project_id}")
+        with self.write() as db:
+            self._deploy(db, project_id, env_ids, config_id, experiment_id)
+
+    def deployments(self, project_id: str) -> list[dict[str, Any]]:
+        self.project_by_id(project_id)
+        rows = self.read().execute(
+            "SELECT d.*, e.name AS environment_name, e.is_default FROM deployments d "
+            "JOIN environments e ON e.id = d.environment_id WHERE d.project_id = ? ORDER BY e.name",
+            (project_id,))
+        return [dict(r) for r in rows]
+
+    def deployment(self, project_id: str, environment: str | None) -> dict[str, Any]:
+        env = self.environment(name=environment) if environment else self.default_environment()
+        row = self.read().execute("SELECT * FROM deployments WHERE project_id = ? AND environment_id = ?",
+                                  (project_id, env["id"])).fetchone()
+        if row is None:
+            raise NotFound(f"project {project_id} has no deployment in environment {env['name']}")
+        return {**dict(row), "environment_name": env["name"]}
+
+    # -- sessions ----------------------------------------------------------------------------
+    def session_for_reference(self, db: sqlite3.Connection, reference_id: str) -> str:
+        db.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?)",
+                   (stable_id("sesh", "ref:" + reference_id), reference_id, time.time()))
+        return db.execute("SELECT id FROM sessions WHERE reference_id = ?", (reference_id,)).fetchone()[0]
+
+    # -- logs --------------------------------------------------------------------------------
+    def write_logs(self, db: sqlite3.Connection, *, project_id: str, endpoint: str, logs: list[PendingLog],
+                   inputs: dict[str, Any], messages: list[dict[str, Any]], metadata: Any, source: str | None,
+                   usage: dict[str, int] | None, session_id: str | None, parent_id: str | None,
+                   save: bool) -> None:
+        """Store one log per sample. With ``save=False`` inputs, messages and outputs are dropped."""
+        now = time.time()
+        db.executemany(
+            "INSERT INTO logs (id, project_id, config_id, session_id, parent_id, sample_index, endpoint,"
+            " created_at, inputs, messages, output, finish_reason, error, metadata, source, usage, saved)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(log.id, project_id, log.config_id, session_id, parent_id, log.sample_index, endpoint, now,
+              json.dumps(inputs) if save else None, json.dumps(messages) if save else None,
+              log.output if save else None, log.finish_reason,
+              json.dumps(log.error) if log.error else None, json.dumps(metadata),
+              source, json.dumps(usage) if usage else None, int(save))
+             for log in logs])
+
+    def logs(self, project_id: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        self.project_by_id(project_id)
+        db = self.read()
+        total = db.execute("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project_id,)).fetchone()[0]
+        rows = db.execute("SELECT * FROM logs WHERE project_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+                          (project_id, size, page * size))
+        return [dict(r) for r in rows], total
+
+    def log(self, log_id: str) -> dict[str, Any]:
+        row = self.read().execute("SELECT * FROM logs WHERE id = ?", (log_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"log {log_id} not found")
+        return dict(row)

@@ -159,7 +159,7 @@ class AnthropicProvider:
         base = resolve_base(other, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
         headers = {"x-api-key": key, "anthropic-version": API_VERSION}
         return Upstream(f"{base}/v1/messages", headers, key, self.origin,
-                        float(other.get("timeout") or READ_TIMEOUT), overloaded=frozenset({529}))
+                        float(other.get("timeout") or READ_TIMEOUT), overloaded=frozenset({503, 529}))
 
     @staticmethod
     def _body(call: ProviderCall) -> dict[str, Any]:

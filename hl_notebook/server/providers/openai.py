@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
@@ -91,11 +91,11 @@ class Upstream:
     """
 
     url: str
-    headers: dict[str, str]
-    key: str
+    headers: dict[str, str] = field(repr=False)  # hold the key: keep both out of reprs and tracebacks
+    key: str = field(repr=False)
     origin: str
     read_timeout: float = READ_TIMEOUT
-    overloaded: frozenset[int] = frozenset()  # upstream statuses that mean "busy, retry" -> 503
+    overloaded: frozenset[int] = frozenset({503})  # upstream statuses that mean "busy, retry" -> 503
 
     def redact(self, value: Any) -> Any:
         """``value`` (str, or JSON-like nesting) with every occurrence of the key replaced."""

@@ -1,0 +1,119 @@
+"""Fake model providers served over real HTTP, and the helper that runs them for tests.
+
+Why: pass-through providers are tested against real sockets speaking each provider's wire format
+(conventions §2.6: real servers, no mocks), with failures chosen by the model name.
+"""
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import uvicorn
+
+STARTUP_TIMEOUT = 10.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that signals, rather than is polled, when it is listening."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run ``app`` on a socket bound here to 127.0.0.1:0 (pitfall 11) and yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        if not server.ready.wait(STARTUP_TIMEOUT):
+            raise RuntimeError("fake provider did not start")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(STARTUP_TIMEOUT)
+        sock.close()
+
+
+@contextmanager
+def serve_raw(response: bytes) -> Iterator[str]:
+    """Answer one connection with ``response`` verbatim, then close it: for broken HTTP bodies.
+
+    Why: a dropped connection mid-stream cannot be produced through an ASGI app, which always
+    finishes its chunked body cleanly.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(STARTUP_TIMEOUT)
+
+    def answer() -> None:
+        with listener.accept()[0] as conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            while length and len(body) < int(length.group(1)):
+                body += conn.recv(65536)
+            conn.sendall(response)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        thread.join(STARTUP_TIMEOUT)
+        listener.close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: bound, then closed, so connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def text_of(content: Any) -> str:
+    """String content, or the text parts/blocks of list content (OpenAI and Anthropic alike)."""
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
+def count_words(*texts: str) -> int:
+    return sum(len(t.split()) for t in texts)
+
+
+def reply(messages: list[dict[str, Any]], stop: Any, max_tokens: int | None) -> tuple[str, str]:
+    """The fakes' answer ``echo: <last user text>`` and why it ended: "end", "stop" or "length".
+
+    A stop sequence cuts the text before it; ``max_tokens`` keeps that many words.
+    """
+    last = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    text = f"echo: {last}"
+    for sequence in [stop] if isinstance(stop, str) else stop or []:
+        if sequence in text:
+            return text[: text.index(sequence)], "stop"
+    words = text.split()
+    if max_tokens is not None and len(words) > max_tokens:
+        return " ".join(words[:max_tokens]), "length"
+    return text, "end"
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` split into streamable word pieces that concatenate back to it."""
+    return re.findall(r"\S+\s*|\s+", text)

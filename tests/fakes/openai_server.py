@@ -1,0 +1,124 @@
+"""A fake OpenAI Chat Completions server: ``POST /v1/chat/completions``, plain and streamed.
+
+Why: lets the OpenAI pass-through be tested over real HTTP. The model name picks the behaviour:
+``fail-429`` (429, Retry-After: 2), ``fail-500``, ``fail-404`` (unknown model), ``tool`` (calls the
+first tool), ``cut-stream`` (closes after two deltas), ``error-stream`` (an error event mid-stream),
+``no-usage`` (never reports usage), ``crlf`` (CRLF line ends); any other model answers
+``echo: <last user text>``. A wrong key is echoed in the 401 message, to exercise redaction.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tests.fakes import count_words, pieces, reply, text_of
+
+FINISH = {"end": "stop", "stop": "stop", "length": "length"}
+
+
+def _error(status: int, message: str, type: str, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None]:
+    """(text, finish_reason, tool_calls) of every choice."""
+    messages = body.get("messages") or []
+    if body.get("model") == "tool" and body.get("tools"):
+        arguments = json.dumps({"text": text_of(messages[-1].get("content"))})
+        call = {"id": "call_0", "type": "function",
+                "function": {"name": body["tools"][0]["function"]["name"], "arguments": arguments}}
+        return "", "tool_calls", [call]
+    text, why = reply(messages, body.get("stop"), body.get("max_tokens"))
+    return text, FINISH[why], None
+
+
+def _usage(body: dict[str, Any], text: str, calls: list[dict[str, Any]] | None) -> dict[str, int]:
+    prompt = count_words(*(text_of(m.get("content")) for m in body.get("messages") or []))
+    completion = body.get("n", 1) * count_words(text, *(c["function"]["arguments"] for c in calls or []))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    text, finish, calls = _answer(body)
+    message = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+               for i in range(body.get("n", 1))]
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": choices, "usage": _usage(body, text, calls)}
+
+
+def _chunks(body: dict[str, Any]) -> Iterator[str]:
+    """The SSE body: per-choice chunks interleaved, finish chunks, usage chunk, ``[DONE]``."""
+    model, n = body["model"], body.get("n", 1)
+    include_usage = (body.get("stream_options") or {}).get("include_usage") and model != "no-usage"
+    end = "\r\n" if model == "crlf" else "\n"
+    text, finish, calls = _answer(body)
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+                "choices": choices}
+        if include_usage:
+            data["usage"] = usage
+        return f"data: {json.dumps(data)}{end}{end}"
+
+    def delta(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        return chunk([{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+
+    for i in range(n):
+        yield delta(i, {"role": "assistant", "content": ""})
+    for count, piece in enumerate(pieces(text)):
+        if model == "cut-stream" and count == 2:
+            return
+        if model == "error-stream" and count == 1:
+            yield f'data: {json.dumps({"error": {"message": "upstream fell over", "type": "server_error"}})}{end}{end}'
+            return
+        for i in range(n):
+            yield delta(i, {"content": piece})
+    for call in calls or []:
+        head = {"index": 0, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""}}
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        for i in range(n):
+            yield delta(i, {"tool_calls": [head]})
+            for part in (arguments[:half], arguments[half:]):
+                yield delta(i, {"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+    for i in range(n):
+        yield delta(i, {}, finish)
+    if include_usage:
+        yield chunk([], _usage(body, text, calls))
+    yield f"data: [DONE]{end}{end}"
+
+
+def create_app(api_key: str) -> FastAPI:
+    """The fake; every request body received is appended to ``app.state.requests``."""
+    app = FastAPI()
+    app.state.requests = []
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        body = await request.json()
+        app.state.requests.append(body)
+        given = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if given != api_key:
+            return _error(401, f"Incorrect API key provided: {given}.", "invalid_request_error", "invalid_api_key")
+        model = body.get("model")
+        if model == "fail-429":
+            return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
+                          {"Retry-After": "2"})
+        if model == "fail-500":
+            return _error(500, "The server had an error while processing your request.", "server_error")
+        if model == "fail-404":
+            return _error(404, f"The model `{model}` does not exist", "invalid_request_error", "model_not_found")
+        if body.get("stream"):
+            return StreamingResponse(_chunks(body), media_type="text/event-stream")
+        return JSONResponse(_completion(body))
+
+    return app

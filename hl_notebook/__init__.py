@@ -1,8 +1,36 @@
 """hl_notebook: chat with Humanloop v4 endpoints from Jupyter and get pandas DataFrames back.
 
 Why this module is small: ``import hl_notebook`` must stay cheap; pandas, requests and the server
-are imported when first used.
+are imported when a function below is first used.
 """
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "chat": ("api", "chat"), "sweep": ("api", "sweep"), "history": ("archive", "history"),
+    "HLSettings": ("config", "HLSettings"), "HLError": ("errors", "HLError"),
+}
+__all__ = [*_LAZY, "load_ipython_extension", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    raise AttributeError(f"module 'hl_notebook' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext hl_notebook``: register the magics and make ``%config HLSettings`` work."""
+    from .config import HLSettings
+    from .magic import HLChatMagics
+
+    settings = HLSettings.instance(parent=ipython)
+    if settings not in ipython.configurables:
+        ipython.configurables.append(settings)
+    ipython.register_magics(HLChatMagics)

@@ -1,0 +1,207 @@
+"""HLClient: the v4 HTTP client — headers, timeouts, retry policy, status -> typed error, streaming.
+
+Why: every front end (magic, sweeps, panel, Python API) talks to the server through this one
+object, so retries, error messages and key handling behave the same everywhere.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import requests
+
+from .errors import HLConnectionError, HLStreamError, HLTimeoutError, describe_body, error_for_status, one_line
+from .secrets import Secret
+from .stream import sse_events
+
+USER_AGENT = "hl_notebook"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry connection failures, 429 and 503 only; honour ``Retry-After``.
+
+    Read timeouts and other 5xx are NOT retried on chat POSTs: the server may already have called
+    the provider and stored logs, and a retry would record the call twice.
+    """
+
+    max_retries: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    retry_statuses: frozenset[int] = frozenset({429, 503})
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.backoff_max)
+        return min(self.backoff_base * (2 ** attempt), self.backoff_max) * (0.5 + random.random() / 2)
+
+
+class Throttle:
+    """A pause shared by every worker: one 429 slows the whole sweep down instead of each retrying blind."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait(self, cancelled: Callable[[], bool] = lambda: False) -> None:
+        while not cancelled():
+            remaining = self._until - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.2))
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"detail": one_line(response.text[:200]) or f"HTTP {response.status_code}"}
+
+
+class HLClient:
+    """A v4 client for one base URL and key. Thread-safe: one ``requests.Session`` per thread."""
+
+    def __init__(self, base_url: str, api_key: Secret, *, connect_timeout: float = 10.0,
+                 read_timeout: float = 300.0, retry: RetryPolicy | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = (connect_timeout, read_timeout)
+        self.retry = retry or RetryPolicy()
+        self.throttle = Throttle()
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"HLClient(base_url={self.base_url!r}, api_key='***')"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update({"X-API-KEY": self._api_key.reveal(), "User-Agent": USER_AGENT,
+                                    "Accept": "application/json"})
+            self._local.session = session
+        return session
+
+    # -- the request loop ----------------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, *, params: dict[str, Any] | None = None,
+                stream: bool = False, cancelled: Callable[[], bool] = lambda: False) -> requests.Response:
+        """Send with retries; return a 2xx response or raise a typed HLError (message redacted)."""
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            self.throttle.wait(cancelled)
+            try:
+                response = self._session().request(method, url, json=body, params=params, stream=stream,
+                                                   timeout=self.timeout)
+            except requests.exceptions.ReadTimeout:
+                raise HLTimeoutError(f"{method} {path}: no answer from {self.base_url} within "
+                                     f"{self.timeout[1]:g} s (HLSettings.read_timeout)") from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as exc:
+                if attempt < self.retry.max_retries and not cancelled():
+                    time.sleep(self.retry.delay(attempt, None))
+                    attempt += 1
+                    continue
+                raise HLConnectionError(f"cannot reach {self.base_url} ({_reason(exc)}); is the server "
+                                        "running? set HLSettings.base_url or HUMANLOOP_BASE_URL") from None
+            if response.status_code < 400:
+                return response
+            retry_after = _retry_after(response)
+            body_json = _json(response)
+            response.close()
+            if response.status_code in self.retry.retry_statuses and attempt < self.retry.max_retries \
+                    and not cancelled():
+                wait = self.retry.delay(attempt, retry_after)
+                if response.status_code == 429:
+                    self.throttle.hold(wait)
+                else:
+                    time.sleep(wait)
+                attempt += 1
+                continue
+            raise error_for_status(response.status_code, path, body_json, retry_after, method) from None
+
+    def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        return self.request("POST", path, body, **kwargs).json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None).json()
+
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("PATCH", path, body).json()
+
+    # -- chat ----------------------------------------------------------------------------------
+    def chat(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
+             ) -> dict[str, Any]:
+        return self.request("POST", path, body, cancelled=cancelled).json()
+
+    def chat_stream(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
+                    ) -> Iterator[dict[str, Any]]:
+        """Stream events as dicts. A mid-stream error event or a broken connection raises HLStreamError
+        (partial text is kept by the caller's assembler)."""
+        response = self.request("POST", path, {**body, "stream": True}, stream=True, cancelled=cancelled)
+        with response:
+            try:
+                for event in sse_events(response.iter_content(chunk_size=None)):
+                    if "detail" in event and "data" not in event:  # decisions table: error mid-stream
+                        raise HLStreamError(f"POST {path}: the stream failed: {describe_body(event)}; "
+                                            "partial output kept")
+                    yield event
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+                raise HLStreamError(f"POST {path}: the stream broke ({_reason(exc)}); partial output kept") from None
+            except requests.exceptions.ReadTimeout:
+                raise HLTimeoutError(f"POST {path}: the stream stalled for {self.timeout[1]:g} s "
+                                     "(HLSettings.read_timeout); partial output kept") from None
+
+    # -- management (spec §9) ------------------------------------------------------------------
+    def register_config(self, project: str, **config: Any) -> dict[str, Any]:
+        return self.post("/model-configs", {"project": project, **config})
+
+    def create_experiment(self, project_id: str, name: str, config_ids: list[str], set_active: bool = False
+                          ) -> dict[str, Any]:
+        body = {"name": name, "config_ids": config_ids, "set_active": set_active,
+                "positive_labels": [{"type": "binary", "value": "true"}]}
+        return self.post(f"/projects/{project_id}/experiments", body)
+
+    def deploy(self, project_id: str, *, config_id: str | None = None, experiment_id: str | None = None,
+               environments: list[str] | None = None) -> Any:
+        body: dict[str, Any] = {"config_id": config_id, "experiment_id": experiment_id}
+        if environments:
+            body["environments"] = [{"name": name} for name in environments]
+        return self.patch(f"/projects/{project_id}/deploy-config", body)
+
+    def project_configs(self, project_id: str) -> list[dict[str, Any]]:
+        return self.get(f"/projects/{project_id}/configs")
+
+    def project_experiments(self, project_id: str) -> list[dict[str, Any]]:
+        return self.get(f"/projects/{project_id}/experiments")
+
+    def projects(self) -> list[dict[str, Any]]:
+        return self.get("/projects", size=1000)["records"]
+
+    def logs(self, project_id: str, page: int = 0, size: int = 100) -> dict[str, Any]:
+        return self.get("/logs", project_id=project_id, page=page, size=size)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    for needle, reason in (("refused", "connection refused"), ("reset", "connection reset"),
+                           ("timed out", "connect timeout"), ("name or service", "unknown host"),
+                           ("incompleteread", "connection closed mid-response"),
+                           ("prematurely", "connection closed mid-response")):
+        if needle in text:
+            return reason
+    return type(exc).__name__

@@ -10,7 +10,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "chat": ("api", "chat"), "sweep": ("api", "sweep"), "history": ("archive", "history"),
+    "chat": ("api", "chat"), "api_client": ("api", "api_client"), "sweep": ("api", "sweep"), "history": ("archive", "history"),
     "HLSettings": ("config", "HLSettings"), "HLError": ("errors", "HLError"),
 }
 __all__ = [*_LAZY, "load_ipython_extension", "__version__"]

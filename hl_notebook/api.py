@@ -16,6 +16,14 @@ from .runner import execute_specs
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .client import HLClient
+
+
+def api_client(base_url: str | None = None) -> "HLClient":
+    """The HLClient of the current connection (embedded server unless one is configured), for
+    registering configs, creating experiments and deploying (spec §9)."""
+    return connect(base_url).client
+
 
 def _messages(messages: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return parse_cell(messages) if isinstance(messages, str) else [dict(m) for m in messages]

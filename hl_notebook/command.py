@@ -7,6 +7,7 @@ call, so every mistake is reported with nothing sent.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping, Sequence
 
 from .errors import HLUsageError
@@ -33,6 +34,21 @@ def parse_axis(name: str, raw: str | None) -> list[Any]:
         except ValueError:
             raise HLUsageError(f"--{name.replace('_', '-')}: {text!r} is not a valid {kind.__name__}") from None
     return values
+
+
+_VARIABLE_REFERENCE = re.compile(r"^(?:\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*))$")
+
+
+def axis_values(name: str, raw: str | None, namespace: Mapping[str, Any]) -> list[Any]:
+    """An option's values: ``{var}`` or ``$var`` names a notebook variable (a value or a list),
+    anything else is a comma list (the magic line itself is not variable-expanded)."""
+    match = _VARIABLE_REFERENCE.match(raw.strip()) if raw else None
+    if match:
+        variable = match.group(1) or match.group(2)
+        if variable not in namespace:
+            raise HLUsageError(f"--{name.replace('_', '-')}: {variable!r} is not defined in the notebook")
+        return as_axis(namespace[variable])
+    return parse_axis(name, raw)
 
 
 def as_axis(value: Any) -> list[Any]:

@@ -28,6 +28,8 @@ class HLSettings(SingletonConfigurable):
     backoff_max = Float(30.0, help="longest wait between retries, in seconds").tag(config=True)
     concurrency = Int(8, help="parallel requests in a sweep").tag(config=True)
     show_traceback = Bool(False, help="show full tracebacks instead of one-line errors").tag(config=True)
+    provider = Unicode("", help="provider for /chat when no --provider is given; empty: mock on the "
+                                "embedded server, the server's default (openai) elsewhere").tag(config=True)
     project = Unicode("", help="default project name for calls that give none").tag(config=True)
     history_path = Unicode(str(HOME / "history.sqlite"), help="SQLite file of the call history; "
                            "empty to keep history in memory only").tag(config=True)

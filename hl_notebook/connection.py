@@ -39,8 +39,8 @@ class Connection:
 
     @property
     def default_provider(self) -> str | None:
-        """``mock`` on the embedded server (no keys there); the wire default otherwise."""
-        return "mock" if self.embedded else None
+        """``HLSettings.provider``, else ``mock`` on the embedded server, else the wire default."""
+        return HLSettings.instance().provider or ("mock" if self.embedded else None)
 
 
 def connect(base_url: str | None = None, api_key: str | None = None) -> Connection:

@@ -62,6 +62,8 @@ class HLChatMagics(Magics):
         a message and the lines below continue it (text before the first role is a user message).
         A JSON list of message objects works too. ``{{name}}`` placeholders are filled from
         ``--inputs`` or from notebook variables of the same name. One row per returned sample.
+        Options that take several values accept a comma list or ``{var}`` naming a notebook
+        variable that holds a value or a list (``--model-config-id {config_ids}``).
 
         Examples
         --------

@@ -81,7 +81,7 @@ def finish(run: Run, shell: Any = None, out: str | None = None) -> "pd.DataFrame
 
 def run_magic(shell: Any, args: Any, cell: str) -> "pd.DataFrame":
     """``%%hlchat``: options + cell -> specs -> run -> frame (assigned to ``--out``)."""
-    from .command import AXIS_NAMES, make_specs, parse_axis
+    from .command import AXIS_NAMES, axis_values, make_specs
     from .display import StreamView
     from .parse import parse_cell
 
@@ -90,7 +90,8 @@ def run_magic(shell: Any, args: Any, cell: str) -> "pd.DataFrame":
     namespace = shell.user_ns
     connection = connect()
     specs = make_specs(
-        messages, endpoint=args.endpoint, axes={n: parse_axis(n, getattr(args, n)) for n in AXIS_NAMES},
+        messages, endpoint=args.endpoint,
+        axes={n: axis_values(n, getattr(args, n), namespace) for n in AXIS_NAMES},
         configs=_variable(namespace, args.configs, "--configs"), inputs=_variable(namespace, args.inputs, "--inputs"),
         deployed=args.deployed, stop=(args.stop[0] if len(args.stop) == 1 else list(args.stop)) if args.stop else None,
         project=args.project or settings.project or None, num_samples=args.num_samples, stream=args.stream,

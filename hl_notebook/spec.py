@@ -104,8 +104,8 @@ def build_body(spec: ChatSpec, provider_api_keys: dict[str, str] | None = None) 
             body[name] = value
     if spec.endpoint == "chat":
         body["model_config"] = {k: v for k, v in spec.model_config.items() if v is not None}
-    else:
-        body.pop("environment", None) if spec.endpoint != "deployed" else None
+    if spec.endpoint != "deployed":
+        body.pop("environment", None)  # only ChatDeployedRequest has it (spec §3)
     if provider_api_keys:
         body["provider_api_keys"] = dict(provider_api_keys)
     return body

@@ -1,0 +1,54 @@
+"""The example notebooks, executed end to end with a real kernel (nbclient) on the embedded default."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def execute(path: Path, home: Path) -> nbformat.NotebookNode:
+    notebook = nbformat.read(path, as_version=4)
+    env_before = dict(os.environ)
+    os.environ["HL_NOTEBOOK_HOME"] = str(home)  # the kernel inherits it: a private embedded server DB
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    return notebook
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_without_errors(path, tmp_path):
+    notebook = execute(path, tmp_path)
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert outputs, "the notebook showed nothing"
+
+
+def test_quickstart_shows_all_four_endpoints_on_the_embedded_server(tmp_path):
+    notebook = execute(ROOT / "notebooks" / "quickstart.ipynb", tmp_path)
+    stderr = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", [])
+                     if o.get("name") == "stderr")
+    assert "hlchat: using the local server at http://127.0.0.1:" in stderr
+    assert "(mock provider); set HUMANLOOP_BASE_URL to use another" in stderr
+    table = notebook.cells[-1].outputs[-1]["data"]["text/plain"]
+    for endpoint in ("chat", "model-config", "experiment", "deployed"):
+        assert f" {endpoint} " in table
+
+
+def test_main_job_prints_the_quickstart_table(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hl_notebook", "quickstart", "notebooks/quickstart.ipynb"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HL_NOTEBOOK_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "endpoint" in result.stdout and "deployed" in result.stdout

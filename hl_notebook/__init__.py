@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "chat": ("api", "chat"), "api_client": ("api", "api_client"), "sweep": ("api", "sweep"), "history": ("archive", "history"),
+    "retry": ("rerun", "retry"), "compare": ("analysis", "compare"), "summary": ("analysis", "summary"),
+    "plot": ("analysis", "plot"),
     "HLSettings": ("config", "HLSettings"), "HLError": ("errors", "HLError"),
 }
 __all__ = [*_LAZY, "load_ipython_extension", "__version__"]

@@ -52,7 +52,7 @@ def sweep(messages: str | Sequence[Mapping[str, Any]], *, configs: Any = None, i
           endpoint: str | None = None, deployed: bool = False, project: str | None = None,
           num_samples: int = 1, stream: bool = False, concurrency: int | None = None,
           progress: bool | None = False, base_url: str | None = None, raise_errors: bool = False,
-          **axes: Any) -> "pd.DataFrame":
+          cache: bool | None = None, **axes: Any) -> "pd.DataFrame":
     """Configs × inputs × samples -> one DataFrame in declared order; failed calls are rows.
 
     Axis arguments take a value or a list (``model=["a", "b"], temperature=[0, 0.7]``); ``configs``
@@ -66,7 +66,7 @@ def sweep(messages: str | Sequence[Mapping[str, Any]], *, configs: Any = None, i
                        configs=configs, inputs=inputs, deployed=deployed, stop=stop,
                        project=project or HLSettings.instance().project or None, num_samples=num_samples,
                        stream=stream, default_provider=connection.default_provider)
-    run = execute_specs(specs, connection=connection, concurrency=concurrency, progress=progress)
+    run = execute_specs(specs, connection=connection, concurrency=concurrency, progress=progress, cache=cache)
     if run.outcome.interrupted and len(run.outcome.results) < run.outcome.total:
         raise KeyboardInterrupt
     if raise_errors and run.fatal is not None:

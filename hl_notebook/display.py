@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from .sweep import in_notebook
+from .executor import in_notebook
 
 MIN_INTERVAL_S = 0.05
 

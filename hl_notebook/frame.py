@@ -7,7 +7,8 @@ Contract: one row per returned sample; a failed call with nothing received is on
 ``sample`` = <NA> and ``error``/``error_type`` set; a broken stream keeps its partial ``output``
 *and* the error. Usage is per response, so with ``num_samples > 1`` the token counts repeat on each
 sample row. Rows are in declared (call, sample) order, never completion order. Lists and dicts are
-JSON strings. Keys, request bodies and raw provider payloads are never in the frame.
+JSON strings. Keys, request bodies and raw provider payloads are never in the frame; the last
+column, ``request``, is the call's ChatSpec as JSON (no keys) so that failed rows can be re-run.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .parse import last_user_text
+from .spec import spec_to_json
 from .template import render
 
 if TYPE_CHECKING:
@@ -36,7 +38,9 @@ OUTPUT_COLUMNS = [
     ("latency_s", "float64"), ("created_at", "datetime64[ns, UTC]"), ("cached", "bool"),
 ]
 ERROR_COLUMNS = [("error", "string"), ("error_type", "string")]
-VOLATILE_COLUMNS = ["log_id", "latency_s", "created_at", "cached", "project_id", "model_config_id"]
+# last: the call as JSON (no keys), what ``retry(df)`` re-runs failed rows from
+REQUEST_COLUMNS = [("request", "string")]
+VOLATILE_COLUMNS = ["log_id", "latency_s", "created_at", "cached", "project_id"]
 CONFIG_KEYS = [name for name, _ in CONFIG_COLUMNS if name not in
                ("endpoint", "project", "project_id", "environment", "experiment_id", "model_config_id")]
 
@@ -44,7 +48,7 @@ CONFIG_KEYS = [name for name, _ in CONFIG_COLUMNS if name not in
 def columns(input_names: Iterable[str] = ()) -> list[tuple[str, str]]:
     """The full ordered schema for a frame with these input names."""
     inputs = [(f"inputs.{name}", "string") for name in input_names]
-    return [*ID_COLUMNS, *CONFIG_COLUMNS, *inputs, *OUTPUT_COLUMNS, *ERROR_COLUMNS]
+    return [*ID_COLUMNS, *CONFIG_COLUMNS, *inputs, *OUTPUT_COLUMNS, *ERROR_COLUMNS, *REQUEST_COLUMNS]
 
 
 def _text(value: Any) -> Any:
@@ -62,6 +66,7 @@ def _base_row(result: "CallResult", configs: dict[str, dict[str, Any]]) -> dict[
         "experiment_id": spec.experiment_id, "model_config_id": spec.model_config_id,
         "prompt": last_user_text(render(list(spec.messages), spec.inputs)),
         "latency_s": result.latency_s, "created_at": result.created_at, "cached": result.cached,
+        "request": spec_to_json(spec),
     }
     row.update({k: _text(v) if k == "stop" else v for k, v in spec.model_config.items() if k in CONFIG_KEYS})
     row.update({f"inputs.{k}": _text(v) for k, v in spec.inputs.items()})

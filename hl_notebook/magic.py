@@ -53,6 +53,8 @@ class HLChatMagics(Magics):
     @argument("--no-save", dest="no_save", action="store_true",
               help="Ask the server not to store inputs, messages and outputs.")
     @argument("--concurrency", type=int, default=None, help="Parallel requests for sweeps (default HLSettings).")
+    @argument("--cache", action="store_true",
+              help="Answer identical requests from the local response cache (see HLSettings.cache).")
     @argument("-o", "--out", metavar="NAME", help="Also assign the DataFrame to this notebook variable.")
     @cell_magic
     def hlchat(self, line: str, cell: str) -> Any:

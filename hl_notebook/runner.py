@@ -15,7 +15,7 @@ from .config import HLSettings
 from .connection import Connection, connect
 from .frame import to_frame
 from .spec import ChatSpec
-from .sweep import SweepOutcome, run_specs
+from .executor import SweepOutcome, run_specs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,14 +51,21 @@ class Run:
 def execute_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None,
                   concurrency: int | None = None, progress: bool | None = None,
                   on_delta: DeltaCallback | None = None, stop: threading.Event | None = None,
-                  tick: Any = None) -> Run:
-    """Run specs and build the frame; records the frame in the history."""
+                  tick: Any = None, cache: bool | None = None) -> Run:
+    """Run specs and build the frame; records the frame in the history.
+
+    ``cache`` (default ``HLSettings.cache``) answers identical requests from the response cache.
+    """
     from . import archive
 
     settings = HLSettings.instance()
     connection = connection or connect()
+    response_cache = None
+    if cache or (cache is None and settings.cache):
+        from .cache import ResponseCache
+        response_cache = ResponseCache(settings.cache_path)
     outcome = run_specs(specs, connection, concurrency=concurrency or settings.concurrency, progress=progress,
-                        on_delta=on_delta, stop=stop, tick=tick)
+                        on_delta=on_delta, stop=stop, tick=tick, cache=response_cache)
     frame = to_frame(outcome.results, outcome.configs)
     if outcome.results:
         archive.record(frame)
@@ -100,7 +107,8 @@ def run_magic(shell: Any, args: Any, cell: str) -> "pd.DataFrame":
     view = StreamView() if args.stream else None
     try:
         run = execute_specs(specs, connection=connection, concurrency=args.concurrency,
-                            on_delta=view.on_delta if view else None, tick=view.flush if view else None)
+                            on_delta=view.on_delta if view else None, tick=view.flush if view else None,
+                            cache=args.cache or None)
     finally:
         if view:
             view.close()

@@ -111,6 +111,21 @@ def build_body(spec: ChatSpec, provider_api_keys: dict[str, str] | None = None) 
     return body
 
 
+SPEC_FIELDS = ("endpoint", "messages", "model_config", "model_config_id", "experiment_id", "environment",
+               "project", "project_id", "inputs", "num_samples", "stream", "save", "metadata", "session_id", "source")
+
+
+def spec_to_json(spec: ChatSpec) -> str:
+    """The spec as JSON (the frame's ``request`` column), so failed rows can be re-run."""
+    return json.dumps({name: getattr(spec, name) for name in SPEC_FIELDS}, default=str, sort_keys=True)
+
+
+def spec_from_json(text: str) -> ChatSpec:
+    data = json.loads(text)
+    data["messages"] = tuple(data["messages"])
+    return ChatSpec(**{name: data[name] for name in SPEC_FIELDS if name in data})
+
+
 def request_key(spec: ChatSpec) -> str:
     """A stable identity of the request (for the response cache): the body without keys."""
     return json.dumps(build_body(spec), sort_keys=True, separators=(",", ":"), default=str)

@@ -38,6 +38,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(routes_chat.router, prefix=API_PREFIX)
     app.include_router(routes_admin.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.faults:
+        from .faults import FaultInjector, FaultSettings
+
+        app.add_middleware(FaultInjector, settings=FaultSettings(settings.fault_rates or {}, settings.fault_seed),
+                           prefix=API_PREFIX)
     return app
 
 

@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="simulated latency of the mock provider per call")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help="largest accepted request body")
+    parser.add_argument("--faults", action="store_true",
+                        help="enable fault injection (X-HL-Fault header, --fault-rates); for testing only")
+    parser.add_argument("--fault-rates", default="", help="server-wide fault rates, e.g. 500=0.1,429=0.05,drop=0.02")
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     return parser.parse_args(argv)
 
 
@@ -52,8 +56,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         api_key = secrets.token_urlsafe(24)
         print(f"generated API key (shown once): {api_key}", flush=True)
+    from .faults import parse_rates
+
+    try:
+        rates = parse_rates(args.fault_rates)
+    except ValueError as exc:
+        print(f"--fault-rates: {exc}", file=sys.stderr)
+        return 2
+    if rates and not args.faults:
+        print("--fault-rates needs --faults", file=sys.stderr)
+        return 2
     settings = ServerSettings(api_key=api_key, db_path=args.db, mock_latency_ms=args.mock_latency_ms,
-                              max_body_bytes=args.max_body_bytes)
+                              max_body_bytes=args.max_body_bytes, faults=args.faults, fault_rates=rates,
+                              fault_seed=args.fault_seed)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

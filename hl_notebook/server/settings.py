@@ -21,6 +21,9 @@ class ServerSettings:
     mock_latency_ms: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     worker_threads: int = 128
+    faults: bool = False  # --faults: honour X-HL-Fault headers and fault_rates (see faults.py)
+    fault_rates: dict[str, float] | None = None
+    fault_seed: int = 0
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks
         return (f"ServerSettings(api_key='***', db_path={self.db_path!r}, "

@@ -11,13 +11,16 @@ import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .call import CallResult, DeltaCallback, execute
 from .connection import Connection
 from .errors import HLError
 from .secrets import provider_keys_from_env
 from .spec import ChatSpec
+
+if TYPE_CHECKING:
+    from .cache import ResponseCache
 
 
 @dataclass
@@ -76,7 +79,7 @@ class Progress:
 def run_specs(specs: Sequence[ChatSpec], connection: Connection, *, concurrency: int = 8,
               progress: bool | None = None, on_delta: DeltaCallback | None = None,
               stop: threading.Event | None = None, on_result: Callable[[CallResult], None] | None = None,
-              tick: Callable[[], None] | None = None) -> SweepOutcome:
+              tick: Callable[[], None] | None = None, cache: "ResponseCache | None" = None) -> SweepOutcome:
     """Run ``specs`` (call number = position) and return their results in declared order.
 
     KeyboardInterrupt (or ``stop`` being set) cancels pending calls; finished results are kept and
@@ -92,8 +95,14 @@ def run_specs(specs: Sequence[ChatSpec], connection: Connection, *, concurrency:
     outcome = SweepOutcome([], len(specs))
 
     def one(index: int) -> CallResult:
-        return execute(client, specs[index], index, provider_api_keys=keys, on_delta=on_delta,
-                       cancelled=stop.is_set)
+        cached = cache.get(specs[index]) if cache else None
+        if cached is not None:
+            return CallResult(index, specs[index], cached, latency_s=0.0, cached=True)
+        result = execute(client, specs[index], index, provider_api_keys=keys, on_delta=on_delta,
+                         cancelled=stop.is_set)
+        if cache and result.ok and result.response:
+            cache.put(specs[index], result.response)
+        return result
 
     def finish(result: CallResult) -> None:
         done[result.call] = result

@@ -1,0 +1,109 @@
+"""Comparison helpers over result frames: ``compare`` (wide table), ``summary`` (per-config stats),
+``plot`` (latency and tokens per config).
+
+Why: the point of a sweep is the comparison; these turn the tidy frame into what a person reads,
+using only its documented columns, so they also work on frames loaded from history.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .errors import HLConfigError, HLUsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pandas.io.formats.style import Styler
+
+CONFIG_CANDIDATES = ["endpoint", "model", "provider", "temperature", "max_tokens", "top_p", "presence_penalty",
+                     "frequency_penalty", "stop", "seed", "environment", "experiment_id", "model_config_id"]
+
+
+def config_columns(df: "pd.DataFrame", by: Sequence[str] | None = None) -> list[str]:
+    """``by`` checked against the frame, or the config columns that vary in it (else ``model``)."""
+    if by is not None:
+        missing = [name for name in by if name not in df.columns]
+        if missing:
+            raise HLUsageError(f"no column {missing[0]!r} in the frame")
+        return list(by)
+    varying = [c for c in CONFIG_CANDIDATES if c in df.columns and df[c].nunique(dropna=False) > 1]
+    if "model_config_id" in varying and len(varying) > 1:
+        varying.remove("model_config_id")  # implied by the parameters that vary
+    return varying or ["model"]
+
+
+def _labels(df: "pd.DataFrame", columns: list[str]) -> "pd.Series":
+    parts = [df[c].astype("string").fillna("–") for c in columns]
+    label = parts[0] if len(columns) == 1 else parts[0].str.cat(parts[1:], sep=" | ")
+    return label.rename(" | ".join(columns))
+
+
+def _input_columns(df: "pd.DataFrame") -> list[str]:
+    return [c for c in df.columns if str(c).startswith("inputs.")] or ["prompt"]
+
+
+def compare(df: "pd.DataFrame", by: Sequence[str] | None = None, values: str = "output") -> "Styler":
+    """A wide table: one row per input (or prompt), one column per config, samples stacked in a cell.
+
+    Returns a Styler (wrapped, left-aligned text); ``.data`` is the plain DataFrame.
+    """
+    columns = config_columns(df, by)
+    rows = _input_columns(df)
+    data = df.assign(_config=_labels(df, columns), _value=_cell_text(df, values))
+    wide = data.pivot_table(index=rows, columns="_config", values="_value", aggfunc="\n".join, sort=False)
+    wide.columns.name = " | ".join(columns)
+    return wide.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})
+
+
+def _cell_text(df: "pd.DataFrame", values: str) -> "pd.Series":
+    text = df[values].astype("string").fillna("")
+    failed = df["error"].notna() if "error" in df.columns else False
+    text = text.where(~failed, "⚠ " + df.get("error_type", "error").astype("string").fillna("error"))
+    many = df.groupby("call")["sample"].transform("count") > 1 if "call" in df.columns else False
+    prefix = "[" + df["sample"].astype("string").fillna("–") + "] "
+    return text.where(~many, prefix + text).fillna("")
+
+
+def summary(df: "pd.DataFrame", by: Sequence[str] | None = None) -> "pd.DataFrame":
+    """Per config: calls, samples, failed calls, error rate, latency p50/p95 (per call), mean tokens."""
+    import pandas as pd
+
+    columns = config_columns(df, by)
+    calls = df.drop_duplicates("call").assign(_failed=lambda d: d["error"].notna())
+    grouped = calls.groupby(columns, dropna=False, sort=False)
+    table = pd.DataFrame({
+        "calls": grouped["call"].count(),
+        "samples": df.groupby(columns, dropna=False, sort=False)["sample"].count(),
+        "failed": grouped["_failed"].sum().astype("int64"),
+    })
+    table["error_rate"] = table["failed"] / table["calls"]
+    table["latency_p50_s"] = grouped["latency_s"].quantile(0.5)
+    table["latency_p95_s"] = grouped["latency_s"].quantile(0.95)
+    for name in ("prompt_tokens", "generation_tokens", "total_tokens"):
+        table[f"mean_{name}"] = grouped[name].mean()
+    return table
+
+
+def plot(df: "pd.DataFrame", by: Sequence[str] | None = None) -> Any:
+    """A matplotlib figure: latency per call (box plot) and mean tokens per config (bars)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise HLConfigError("plot() needs matplotlib: pip install matplotlib") from None
+    columns = config_columns(df, by)
+    calls = df.drop_duplicates("call").assign(_config=lambda d: _labels(d, columns))
+    labels = list(dict.fromkeys(calls["_config"]))
+    figure, (latency_ax, tokens_ax) = plt.subplots(1, 2, figsize=(11, 0.6 * len(labels) + 2.5))
+    latency_ax.boxplot([calls.loc[calls["_config"] == lab, "latency_s"].dropna() for lab in labels],
+                       vert=False, tick_labels=labels)
+    latency_ax.set_xlabel("latency per call (s)")
+    means = calls.groupby("_config", sort=False)[["prompt_tokens", "generation_tokens"]].mean().reindex(labels)
+    means.plot.barh(ax=tokens_ax, stacked=True)
+    tokens_ax.set_yticklabels([])
+    tokens_ax.set_ylabel("")
+    tokens_ax.set_xlabel("mean tokens per call")
+    latency_ax.invert_yaxis()
+    tokens_ax.invert_yaxis()
+    figure.suptitle(" | ".join(columns))
+    figure.tight_layout()
+    plt.close(figure)  # returned, shown once by the notebook's display of the value
+    return figure

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import requests
+import urllib3
 
 from .errors import HLConnectionError, HLStreamError, HLTimeoutError, describe_body, error_for_status, one_line
 from .secrets import Secret
@@ -111,7 +112,13 @@ class HLClient:
             except requests.exceptions.ReadTimeout:
                 raise HLTimeoutError(f"{method} {path}: no answer from {self.base_url} within "
                                      f"{self.timeout[1]:g} s (HLSettings.read_timeout)") from None
+            except requests.exceptions.ChunkedEncodingError:
+                raise HLConnectionError(f"{method} {path}: the connection closed mid-response; the call "
+                                        "may have run on the server, so it is not retried") from None
             except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as exc:
+                if not _never_sent(exc):
+                    raise HLConnectionError(f"{method} {path}: the connection dropped ({_reason(exc)}); the "
+                                            "call may have run on the server, so it is not retried") from None
                 if attempt < self.retry.max_retries and not cancelled():
                     time.sleep(self.retry.delay(attempt, None))
                     attempt += 1
@@ -125,11 +132,7 @@ class HLClient:
             response.close()
             if response.status_code in self.retry.retry_statuses and attempt < self.retry.max_retries \
                     and not cancelled():
-                wait = self.retry.delay(attempt, retry_after)
-                if response.status_code == 429:
-                    self.throttle.hold(wait)
-                else:
-                    time.sleep(wait)
+                self.throttle.hold(self.retry.delay(attempt, retry_after))  # every worker waits
                 attempt += 1
                 continue
             raise error_for_status(response.status_code, path, body_json, retry_after, method) from None
@@ -196,10 +199,19 @@ class HLClient:
         return self.get("/logs", project_id=project_id, page=page, size=size)
 
 
+def _never_sent(exc: Exception) -> bool:
+    """True when the request never reached the server (refused, DNS, connect timeout): safe to retry."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc).lower()
     for needle, reason in (("refused", "connection refused"), ("reset", "connection reset"),
                            ("timed out", "connect timeout"), ("name or service", "unknown host"),
+                           ("remotedisconnected", "closed without a response"),
                            ("incompleteread", "connection closed mid-response"),
                            ("prematurely", "connection closed mid-response")):
         if needle in text:

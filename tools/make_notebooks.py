@@ -63,5 +63,41 @@ QUICKSTART = [
                   "\"total_tokens\"]]"),
 ]
 
+COMPARE = [
+    new_markdown_cell("# Comparing model configs\n\nThree configs × ten support questions × two samples in one "
+                      "cell, run concurrently, then compared side by side. Runs on the embedded local server "
+                      "(mock provider) unless `HUMANLOOP_BASE_URL` is set."),
+    new_code_cell("%load_ext hl_notebook\nimport pandas as pd\nimport hl_notebook"),
+    new_code_cell("configs = [\n"
+                  "    {\"model\": \"small-model\", \"temperature\": 0.0, \"max_tokens\": 12},\n"
+                  "    {\"model\": \"small-model\", \"temperature\": 0.9},\n"
+                  "    {\"model\": \"large-model\", \"temperature\": 0.4},\n"
+                  "]\n"
+                  "questions = pd.DataFrame({\n"
+                  "    \"product\": [\"router\", \"laptop\", \"phone\", \"camera\", \"printer\",\n"
+                  "                \"monitor\", \"keyboard\", \"headset\", \"tablet\", \"speaker\"],\n"
+                  "    \"issue\": [\"drops wifi every hour\", \"battery drains overnight\", \"screen flickers\",\n"
+                  "              \"lens will not focus\", \"prints blank pages\", \"shows no signal\",\n"
+                  "              \"keys repeat\", \"mic is silent\", \"will not charge\", \"crackles at high volume\"],\n"
+                  "})\n"
+                  "questions.head(3)"),
+    new_code_cell("%%hlchat --configs configs --inputs questions -n 2 --project support-bot --out runs\n"
+                  "system: You are a support agent. Answer in two sentences.\n"
+                  "user: My {{product}} {{issue}}. What should I try first?"),
+    new_markdown_cell("One row per sample, in declared order: configs × inputs × samples."),
+    new_code_cell("print(len(runs), \"rows;\", runs[\"call\"].nunique(), \"calls\")\n"
+                  "runs[[\"call\", \"sample\", \"model\", \"temperature\", \"inputs.product\", \"output\", "
+                  "\"finish_reason\"]].head(6)"),
+    new_markdown_cell("## Side by side\n\nOne row per question, one column per config."),
+    new_code_cell("hl_notebook.compare(runs)"),
+    new_markdown_cell("## Per-config numbers"),
+    new_code_cell("stats = hl_notebook.summary(runs)\nstats"),
+    new_code_cell("hl_notebook.plot(runs)"),
+    new_markdown_cell("## Ready for pandas\n\nThe frame is tidy, so the usual tools apply."),
+    new_code_cell("runs.pivot_table(index=\"inputs.product\", columns=[\"model\", \"temperature\"], "
+                  "values=\"generation_tokens\", aggfunc=\"mean\")"),
+]
+
 if __name__ == "__main__":
     write("quickstart.ipynb", QUICKSTART)
+    write("compare_configs.ipynb", COMPARE)

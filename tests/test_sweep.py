@@ -1,0 +1,133 @@
+"""Sweeps against real server processes: declared order, the concurrency bound (counted by the
+server), injected failures kept as rows, retry(), shared 429 backoff, interrupt, cache."""
+from __future__ import annotations
+
+import _thread
+import threading
+
+import pandas as pd
+import pytest
+import requests
+
+import hl_notebook
+from hl_notebook.config import HLSettings
+from support import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    process = ServerProcess(tmp_path_factory.mktemp("slow") / "s.sqlite",
+                            extra_args=["--mock-latency-ms", "50"]).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def use(monkeypatch):
+    """Point hl_notebook at a server process (mock provider)."""
+    def point(server: ServerProcess) -> ServerProcess:
+        monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
+        monkeypatch.setenv("HUMANLOOP_API_KEY", server.api_key)
+        HLSettings.instance().provider = "mock"
+        return server
+    return point
+
+
+def stats(server: ServerProcess, reset: bool = False) -> dict:
+    if reset:
+        return requests.post(server.base_url + "/server-stats/reset", headers=server.headers, timeout=10).json()
+    return requests.get(server.base_url + "/server-stats", headers=server.headers, timeout=10).json()
+
+
+WORDS = pd.DataFrame({"word": [f"w{i}" for i in range(12)]})
+
+
+def test_rows_in_declared_order_and_concurrency_bound_respected(use, slow_server):
+    use(slow_server)
+    stats(slow_server, reset=True)
+    frame = hl_notebook.sweep("user: say {{word}}", model=["a", "b"], temperature=0, inputs=WORDS, concurrency=4)
+    assert frame["call"].tolist() == list(range(24))
+    expected = [f"{m}: say w{i}" for m in ("a", "b") for i in range(12)]
+    assert frame["output"].tolist() == expected
+    seen = stats(slow_server)
+    assert seen["requests"] == 24
+    assert 2 <= seen["max_in_flight"] <= 4
+
+
+def test_injected_failures_become_rows_and_retry_fills_them(use, tmp_path, capsys):
+    faulty = use(ServerProcess(tmp_path / "f.sqlite", extra_args=[
+        "--faults", "--fault-rates", "500=0.3,drop=0.1", "--fault-seed", "3"]).start())
+    try:
+        frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
+        assert frame["call"].tolist() == list(range(12))  # none missing, none duplicated
+        failed = frame[frame["error"].notna()]
+        assert len(failed) > 0
+        assert set(failed["error_type"]) <= {"HLServerError", "HLConnectionError"}
+        assert failed["sample"].isna().all()
+        for _ in range(10):
+            frame = hl_notebook.retry(frame, concurrency=4)
+            if frame["error"].isna().all():
+                break
+        assert frame["error"].isna().all()
+        assert frame["output"].tolist() == [f"m: say w{i}" for i in range(12)]
+        project = [p for p in faulty.get("/projects").json()["records"] if p["name"] == "default"][0]
+        logs = faulty.get("/logs", params={"project_id": project["id"], "size": 1000}).json()
+        assert logs["total"] == 12  # faults are injected before the endpoint: only ok calls are logged
+    finally:
+        faulty.stop()
+
+
+def test_rate_limits_slow_the_sweep_instead_of_failing_it(use, tmp_path):
+    limited = use(ServerProcess(tmp_path / "r.sqlite", extra_args=[
+        "--faults", "--fault-rates", "429=0.3", "--fault-seed", "1"]).start())
+    try:
+        HLSettings.instance().max_retries = 10
+        stats(limited, reset=True)
+        frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
+        assert frame["error"].isna().all()
+        assert stats(limited)["requests"] == 12  # 429s are answered before the counted endpoint
+    finally:
+        limited.stop()
+
+
+def test_summary_line_for_partial_failure(shell, capsys):
+    capsys.readouterr()
+    shell.run_cell_magic("hlchat", "--model a --provider mock,broken,mock2 --temperature 0", "user: x")
+    assert capsys.readouterr().err.strip() == "1 ok, 2 failed (HLValidationError ×2); see the error column"
+
+
+def test_interrupt_keeps_finished_rows_in_out_and_history(shell, slow_server, monkeypatch):
+    monkeypatch.setenv("HUMANLOOP_BASE_URL", slow_server.base_url)
+    monkeypatch.setenv("HUMANLOOP_API_KEY", slow_server.api_key)
+    stats(slow_server, reset=True)
+    shell.user_ns["many"] = pd.DataFrame({"word": [f"w{i}" for i in range(60)]})
+    history_before = len(hl_notebook.history())
+
+    def interrupt_when_some_are_done() -> None:
+        while stats(slow_server)["requests"] < 8:
+            threading.Event().wait(0.02)
+        _thread.interrupt_main()
+
+    watcher = threading.Thread(target=interrupt_when_some_are_done, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        shell.run_cell_magic("hlchat", "--model m --temperature 0 --inputs many --concurrency 2 --out partial",
+                             "user: say {{word}}")
+    watcher.join(10)
+    partial = shell.user_ns["partial"]
+    assert 0 < len(partial) < 60
+    assert partial["error"].isna().all()
+    assert partial["output"].tolist() == [f"m: say w{c}" for c in partial["call"]]
+    assert len(hl_notebook.history()) == history_before + len(partial)
+
+
+def test_cache_answers_repeats_without_http(use, slow_server):
+    use(slow_server)
+    first = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3), cache=True)
+    stats(slow_server, reset=True)
+    again = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3), cache=True)
+    assert stats(slow_server)["requests"] == 0
+    assert again["cached"].all() and not first["cached"].any()
+    assert again["output"].tolist() == first["output"].tolist()
+    fresh = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3))
+    assert not fresh["cached"].any() and stats(slow_server)["requests"] == 3

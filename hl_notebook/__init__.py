@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "chat": ("api", "chat"), "api_client": ("api", "api_client"), "sweep": ("api", "sweep"), "history": ("archive", "history"),
     "retry": ("rerun", "retry"), "compare": ("analysis", "compare"), "summary": ("analysis", "summary"),
-    "plot": ("analysis", "plot"),
+    "plot": ("analysis", "plot"), "panel": ("panel_view", "panel"), "ChatPanel": ("panel_view", "ChatPanel"),
     "HLSettings": ("config", "HLSettings"), "HLError": ("errors", "HLError"),
 }
 __all__ = [*_LAZY, "load_ipython_extension", "__version__"]

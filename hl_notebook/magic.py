@@ -93,6 +93,13 @@ class HLChatMagics(Magics):
         return run_magic(self.shell, args, cell)
 
     @line_magic
+    def hlchat_panel(self, line: str) -> Any:
+        """Show the chat panel: the same calls and sweeps as %%hlchat, with controls."""
+        from .panel_view import panel
+
+        return panel(self.shell)
+
+    @line_magic
     def hlchat_history(self, line: str) -> Any:
         """Show the DataFrame of every %%hlchat call of this session (``--all`` for every session)."""
         from .archive import history

@@ -51,7 +51,7 @@ class Run:
 def execute_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None,
                   concurrency: int | None = None, progress: bool | None = None,
                   on_delta: DeltaCallback | None = None, stop: threading.Event | None = None,
-                  tick: Any = None, cache: bool | None = None) -> Run:
+                  tick: Any = None, cache: bool | None = None, on_result: Any = None) -> Run:
     """Run specs and build the frame; records the frame in the history.
 
     ``cache`` (default ``HLSettings.cache``) answers identical requests from the response cache.
@@ -65,7 +65,7 @@ def execute_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = 
         from .cache import ResponseCache
         response_cache = ResponseCache(settings.cache_path)
     outcome = run_specs(specs, connection, concurrency=concurrency or settings.concurrency, progress=progress,
-                        on_delta=on_delta, stop=stop, tick=tick, cache=response_cache)
+                        on_delta=on_delta, stop=stop, tick=tick, cache=response_cache, on_result=on_result)
     frame = to_frame(outcome.results, outcome.configs)
     if outcome.results:
         archive.record(frame)

@@ -98,6 +98,22 @@ COMPARE = [
                   "values=\"generation_tokens\", aggfunc=\"mean\")"),
 ]
 
+PANEL = [
+    new_markdown_cell("# The chat panel\n\nThe same calls and sweeps as `%%hlchat`, with controls. Pick an "
+                      "endpoint, edit the messages, click **Run**; **Add to comparison** collects configs for a "
+                      "sweep. Results accumulate in the table and in `panel.result`."),
+    new_code_cell("%load_ext hl_notebook\nimport hl_notebook"),
+    new_code_cell("cities = [{\"city\": \"Lisbon\"}, {\"city\": \"Osaka\"}, {\"city\": \"Quito\"}]"),
+    new_code_cell("panel = hl_notebook.panel()\npanel"),
+    new_markdown_cell("Driving the panel from code does what the buttons do:"),
+    new_code_cell("panel._messages.value = \"user: One fact about {{city}}.\"\n"
+                  "panel._inputs.value = \"cities\"\n"
+                  "panel._run.click()\n"
+                  "panel.wait()\n"
+                  "panel.result[[\"model\", \"inputs.city\", \"output\"]]"),
+]
+
 if __name__ == "__main__":
+    write("panel.ipynb", PANEL)
     write("quickstart.ipynb", QUICKSTART)
     write("compare_configs.ipynb", COMPARE)

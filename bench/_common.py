@@ -1,0 +1,223 @@
+"""Shared helpers for the benchmarks: server processes, the client set-up, timing, tables.
+
+Every benchmark reports a ratio against a baseline measured in the same command, so the absolute
+numbers of this noisy 2-core machine matter less than the ratios. Servers bind 127.0.0.1 only.
+
+Importing this module points ``HL_NOTEBOOK_HOME`` at a temporary folder (before ``hl_notebook``
+is imported), so a benchmark's history and caches never touch ``~/.hl_notebook``.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+API_KEY = "bench-key-0123456789abcdef"
+
+_TMP = Path(tempfile.mkdtemp(prefix="hlbench-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+os.environ.setdefault("HL_NOTEBOOK_HOME", str(_TMP / "home"))
+
+# the standard request of the benchmarks: a templated user message, one input row per request
+MESSAGES = "system: You are terse.\nuser: Summarise item {{item}} of the catalogue in one sentence."
+MODEL = "gpt-4o-mini"
+TEMPERATURE = 0.7
+
+
+def tmp_path(name: str) -> Path:
+    """A path inside this run's temporary folder (removed at exit)."""
+    return _TMP / name
+
+
+# -- server processes --------------------------------------------------------------------------
+@dataclass
+class ServerProcess:
+    """A server run as a child process that prints its URL on stdout; ``base_url`` from that line."""
+
+    command: list[str]
+    url_pattern: str = r"hl_notebook server at (http://\S+)"
+    env: dict[str, str] = field(default_factory=dict)
+    base_url: str = ""
+    output: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "ServerProcess":
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env={**os.environ, **self.env}, cwd=ROOT)
+        found = threading.Event()
+        pattern = re.compile(self.url_pattern)
+
+        def pump() -> None:
+            assert self.process and self.process.stdout
+            for line in self.process.stdout:
+                self.output.append(line)
+                match = pattern.search(line)
+                if match and not found.is_set():
+                    self.base_url = match.group(1)
+                    found.set()
+            found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(timeout) or not self.base_url:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def hl_server(latency_ms: float = 0.0, extra_args: Sequence[str] = (), name: str = "server") -> ServerProcess:
+    """``python -m hl_notebook.server`` on a free loopback port, own SQLite file (not started yet)."""
+    db = tmp_path(f"{name}-{time.monotonic_ns()}.sqlite")
+    return ServerProcess([sys.executable, "-m", "hl_notebook.server", "--host", "127.0.0.1", "--port", "0",
+                          "--db", str(db), "--api-key", API_KEY, "--mock-latency-ms", str(latency_ms),
+                          *extra_args])
+
+
+def minimal_server() -> ServerProcess:
+    """The minimal FastAPI baseline app (bench/_minimal_app.py), served the same way."""
+    return ServerProcess([sys.executable, str(BENCH_DIR / "_minimal_app.py")],
+                         url_pattern=r"minimal server at (http://\S+)")
+
+
+def headers() -> dict[str, str]:
+    return {"X-API-KEY": API_KEY, "Accept": "application/json"}
+
+
+def server_stats(base_url: str, reset: bool = False) -> dict[str, int]:
+    """The server's chat counters (``max_in_flight`` shows the concurrency it actually saw)."""
+    import requests
+
+    if reset:
+        return requests.post(base_url + "/server-stats/reset", headers=headers(), timeout=30).json()
+    return requests.get(base_url + "/server-stats", headers=headers(), timeout=30).json()
+
+
+# -- the hl_notebook client side -----------------------------------------------------------------
+def use_server(base_url: str) -> None:
+    """Point hl_notebook at ``base_url`` with the mock provider (as a user would, by environment)."""
+    os.environ["HUMANLOOP_BASE_URL"] = base_url
+    os.environ["HUMANLOOP_API_KEY"] = API_KEY
+    from hl_notebook.config import HLSettings
+
+    HLSettings.instance().provider = "mock"
+
+
+def inputs_rows(n: int) -> list[dict[str, Any]]:
+    return [{"item": i} for i in range(n)]
+
+
+def specs_and_bodies(n: int, base_url: str) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The ChatSpecs ``sweep`` makes for n rows, and the exact wire bodies (for bare baselines)."""
+    from hl_notebook.api import _messages
+    from hl_notebook.command import make_specs
+    from hl_notebook.connection import connect
+    from hl_notebook.spec import build_body
+
+    connection = connect(base_url)
+    specs = make_specs(_messages(MESSAGES), axes={"model": [MODEL], "temperature": [TEMPERATURE]},
+                       inputs=inputs_rows(n), default_provider=connection.default_provider)
+    return specs, [build_body(s) for s in specs]
+
+
+def hl_sweep(n: int, concurrency: int, base_url: str) -> Any:
+    """``hl_notebook.sweep`` of the standard request over n input rows; returns the frame."""
+    import hl_notebook
+
+    return hl_notebook.sweep(MESSAGES, model=MODEL, temperature=TEMPERATURE, inputs=inputs_rows(n),
+                             concurrency=concurrency, base_url=base_url, progress=False)
+
+
+def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int) -> list[int]:
+    """Baseline: a thread pool of plain ``requests.Session`` s (one per thread) POSTing ``bodies``."""
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    local = threading.local()
+
+    def one(body: dict[str, Any]) -> int:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.headers.update(headers())
+        response = session.post(url, json=body, timeout=(10, 300))
+        response.json()
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, bodies))
+
+
+# -- timing and reporting ------------------------------------------------------------------------
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(headers_: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers_], *[[fmt(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers_))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def machine_note() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
+    return (f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores (shared)  "
+            f"load {load[0]:.2f}  python {platform.python_version()}")
+
+
+def header(title: str, command_args: Sequence[str] | None = None) -> None:
+    args = " ".join(sys.argv[1:] if command_args is None else command_args)
+    print(f"# {title}\n# {machine_note()}\n# command: python bench/{Path(sys.argv[0]).name} {args}".rstrip())
+
+
+def verdict(ratio: float, target: float | None) -> str:
+    if target is None:
+        return "-"
+    return "PASS" if ratio <= target else "FAIL"

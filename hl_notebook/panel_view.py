@@ -1,0 +1,316 @@
+"""ChatPanel: an ipywidgets front end over PanelState and the shared run path.
+
+Why: many users would rather click than type options. The widgets only edit a PanelState; Run
+builds specs with ``PanelState.specs`` and runs them with ``execute_specs`` — the magic's path —
+on a background thread, so Stop stays clickable and finished rows are kept.
+"""
+from __future__ import annotations
+
+import html
+import threading
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from .errors import HLError, HLUsageError
+from .panel_state import ENDPOINT_LABELS, PROVIDERS, PanelState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TABLE_COLUMNS = ["call", "sample", "endpoint", "model", "temperature", "inputs", "output", "finish_reason",
+                 "total_tokens", "latency_s", "error"]
+
+
+class ChatPanel(w.VBox):
+    """The panel. ``.result`` holds the accumulated DataFrame; ``.state`` the PanelState."""
+
+    def __init__(self, state: PanelState | None = None, shell: Any = None) -> None:
+        self.state = state or PanelState()
+        self.shell = shell
+        self.result: "pd.DataFrame | None" = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._build()
+        super().__init__([self._header, self._selector_box, self._messages_box, self._options_box,
+                          self._compare_box, self._actions, self._progress, self._status, self._stream_area,
+                          self._table, self._save_box], layout=w.Layout(width="100%"))
+        self._on_endpoint_change({"new": self.state.endpoint})
+
+    # -- construction ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        s = self.state
+        wide = w.Layout(width="98%")
+        self._endpoint = w.ToggleButtons(options=[(label, key) for key, label in ENDPOINT_LABELS.items()],
+                                         value=s.endpoint, description="Endpoint")
+        self._project = w.Text(value=s.project, description="Project", placeholder="default")
+        self._header = w.VBox([self._endpoint, self._project])
+        # /chat inline config
+        self._model = w.Text(value=s.model, description="Model")
+        self._provider = w.Dropdown(options=PROVIDERS, value=s.provider, description="Provider")
+        self._temperature = w.FloatSlider(value=s.temperature, min=0, max=2, step=0.05, description="Temperature")
+        self._max_tokens = w.IntText(value=s.max_tokens or -1, description="Max tokens",
+                                     tooltip="-1: no limit")
+        self._top_p = w.FloatSlider(value=s.top_p, min=0, max=1, step=0.05, description="Top p")
+        self._presence = w.FloatSlider(value=s.presence_penalty, min=-2, max=2, step=0.1, description="Presence")
+        self._frequency = w.FloatSlider(value=s.frequency_penalty, min=-2, max=2, step=0.1, description="Frequency")
+        self._stop_text = w.Text(value=s.stop, description="Stop", placeholder="optional stop sequence")
+        self._seed = w.Text(value="" if s.seed is None else str(s.seed), description="Seed", placeholder="optional")
+        self._chat_box = w.VBox([w.HBox([self._model, self._provider]), w.HBox([self._temperature, self._top_p]),
+                                 w.HBox([self._max_tokens, self._stop_text, self._seed]),
+                                 w.HBox([self._presence, self._frequency])])
+        # registered configs, experiments, deployments
+        self._config_picker = w.Dropdown(options=[], description="Config")
+        self._experiment_picker = w.Dropdown(options=[], description="Experiment")
+        self._environment = w.Text(value=s.environment, description="Environment", placeholder="production")
+        self._refresh = w.Button(description="Refresh", icon="refresh", tooltip="list the project's configs")
+        self._config_box = w.HBox([self._config_picker, self._refresh])
+        self._experiment_box = w.HBox([self._experiment_picker])
+        self._deployed_box = w.HBox([self._environment])
+        self._selector_box = w.VBox([])
+        # messages
+        self._messages = w.Textarea(value=s.messages_text, description="Messages", rows=6, layout=wide,
+                                    placeholder="system: …\nuser: …")
+        self._load_name = w.Text(description="Load from", placeholder="variable name (blank: last %%hlchat cell)")
+        self._load = w.Button(description="Load", icon="download")
+        self._messages_box = w.VBox([self._messages, w.HBox([self._load_name, self._load])])
+        # run options
+        self._inputs = w.Text(value=s.inputs_variable, description="Inputs", placeholder="variable (optional)")
+        self._samples = w.BoundedIntText(value=s.num_samples, min=1, max=100, description="Samples")
+        self._stream = w.Checkbox(value=s.stream, description="Stream")
+        self._concurrency = w.BoundedIntText(value=s.concurrency, min=1, max=64, description="Concurrency")
+        self._options_box = w.HBox([self._inputs, self._samples, self._concurrency, self._stream])
+        # comparison
+        self._add = w.Button(description="Add to comparison", icon="plus")
+        self._clear = w.Button(description="Clear comparison", icon="times")
+        self._compare_list = w.HTML()
+        self._compare_box = w.VBox([w.HBox([self._add, self._clear]), self._compare_list])
+        # actions and results
+        self._run = w.Button(description="Run", button_style="primary", icon="play")
+        self._stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        self._clear_results = w.Button(description="Clear results", icon="eraser")
+        self._actions = w.HBox([self._run, self._stop_button, self._clear_results])
+        self._progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(visibility="hidden"))
+        self._status = w.HTML()
+        self._stream_area = w.Textarea(value="", rows=4, disabled=True, layout=w.Layout(width="98%", display="none"))
+        self._table = w.HTML()
+        self._save_name = w.Text(description="Save as", placeholder="variable name")
+        self._save = w.Button(description="Save", icon="save")
+        self._save_box = w.HBox([self._save_name, self._save])
+        self._wire()
+
+    def _wire(self) -> None:
+        self._endpoint.observe(self._on_endpoint_change, names="value")
+        self._refresh.on_click(self._on_refresh_click)
+        self._load.on_click(self._on_load_click)
+        self._add.on_click(self._on_add_click)
+        self._clear.on_click(self._on_clear_click)
+        self._run.on_click(self._on_run_click)
+        self._stop_button.on_click(self._on_stop_click)
+        self._clear_results.on_click(self._on_clear_results_click)
+        self._save.on_click(self._on_save_click)
+
+    # -- state <-> widgets -----------------------------------------------------------------------
+    def sync_state(self) -> PanelState:
+        """Copy the controls into the state (the only place widgets are read)."""
+        s = self.state
+        s.endpoint, s.project, s.messages_text = self._endpoint.value, self._project.value, self._messages.value
+        s.model, s.provider, s.temperature = self._model.value, self._provider.value, self._temperature.value
+        s.max_tokens = self._max_tokens.value if self._max_tokens.value > 0 else None
+        s.top_p, s.presence_penalty = self._top_p.value, self._presence.value
+        s.frequency_penalty, s.stop = self._frequency.value, self._stop_text.value
+        seed = self._seed.value.strip()
+        if seed and not seed.lstrip("-").isdigit():
+            raise HLUsageError(f"seed {seed!r} is not a whole number")
+        s.seed = int(seed) if seed else None
+        s.model_config_id = self._config_picker.value or ""
+        s.experiment_id = self._experiment_picker.value or ""
+        s.environment = self._environment.value.strip()
+        s.inputs_variable, s.num_samples = self._inputs.value, self._samples.value
+        s.stream, s.concurrency = self._stream.value, self._concurrency.value
+        return s
+
+    def _namespace(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    def _say(self, text: str, error: bool = False) -> None:
+        color = "#b00020" if error else "#333"
+        self._status.value = f'<span style="color:{color}">{html.escape(text)}</span>' if text else ""
+
+    # -- handlers --------------------------------------------------------------------------------
+    def _on_endpoint_change(self, change: dict[str, Any]) -> None:
+        boxes = {"chat": self._chat_box, "model-config": self._config_box,
+                 "experiment": self._experiment_box, "deployed": self._deployed_box}
+        self._selector_box.children = [boxes[change["new"]]]
+
+    def _on_refresh_click(self, _: Any = None) -> None:
+        """Fill the config and experiment pickers from the server (the project by name)."""
+        from .connection import connect
+
+        try:
+            client = connect().client
+            name = self._project.value.strip() or "default"
+            projects = [p for p in client.projects() if p["name"] == name]
+            if not projects:
+                self._say(f"no project named {name!r} on the server yet", error=True)
+                return
+            configs = client.project_configs(projects[0]["id"])
+            experiments = client.project_experiments(projects[0]["id"])
+        except HLError as exc:
+            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            return
+        _fill(self._config_picker, [(f"{c['config'].get('name')} ({c['config']['id']})", c["config"]["id"])
+                                    for c in configs])
+        _fill(self._experiment_picker, [(f"{e['name']} ({e['id']})", e["id"]) for e in experiments])
+        self._say(f"{len(configs)} configs, {len(experiments)} experiments in {name}")
+
+    def _on_load_click(self, _: Any = None) -> None:
+        """Load messages from a variable (cell text or a list of messages) or the last %%hlchat cell."""
+        import json
+
+        name = self._load_name.value.strip()
+        namespace = self._namespace()
+        if name:
+            if name not in namespace:
+                self._say(f"variable {name!r} is not defined in the notebook", error=True)
+                return
+            value = namespace[name]
+            self._messages.value = value if isinstance(value, str) else json.dumps(value, indent=1)
+            self._say(f"loaded messages from {name}")
+            return
+        cells = [c for c in namespace.get("In", []) if c.lstrip().startswith("%%hlchat")]
+        if not cells:
+            self._say("no %%hlchat cell has run yet; give a variable name", error=True)
+            return
+        self._messages.value = cells[-1].lstrip().split("\n", 1)[1] if "\n" in cells[-1].lstrip() else ""
+        self._say("loaded the last %%hlchat cell")
+
+    def _on_add_click(self, _: Any = None) -> None:
+        try:
+            entry = self.sync_state().add_to_comparison()
+        except HLError as exc:
+            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            return
+        self._render_comparison()
+        self._say(f"added {_describe(entry)}")
+
+    def _on_clear_click(self, _: Any = None) -> None:
+        self.state.comparison.clear()
+        self._render_comparison()
+
+    def _render_comparison(self) -> None:
+        items = "".join(f"<li>{html.escape(_describe(e))}</li>" for e in self.state.comparison)
+        self._compare_list.value = f"<b>Comparing {len(self.state.comparison)}:</b><ol>{items}</ol>" if items else ""
+
+    def _on_run_click(self, _: Any = None) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        from .connection import connect
+
+        try:
+            connection = connect()
+            specs = self.sync_state().specs(self._namespace(), connection.default_provider)
+        except HLError as exc:
+            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            return
+        self._stop.clear()
+        self._run.disabled, self._stop_button.disabled = True, False
+        self._progress.max, self._progress.value = len(specs), 0
+        self._progress.layout.visibility = "visible"
+        self._stream_area.value = ""
+        self._stream_area.layout.display = "block" if self.state.stream and len(specs) == 1 else "none"
+        self._say(f"running {len(specs)} call{'s' if len(specs) > 1 else ''}…")
+        self._thread = threading.Thread(target=self._run_in_background, args=(specs, connection), daemon=True,
+                                        name="hl_notebook-panel")
+        self._thread.start()
+
+    def _run_in_background(self, specs: list, connection: Any) -> None:
+        from .runner import execute_specs
+
+        try:
+            run = execute_specs(specs, connection=connection, concurrency=self.state.concurrency, progress=False,
+                                on_delta=self._on_delta, stop=self._stop, on_result=self._on_result)
+            self._show(run)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, never lost in a thread
+            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            if not isinstance(exc, HLError) and self.shell is not None:
+                self.shell.showtraceback()
+        finally:
+            self._run.disabled, self._stop_button.disabled = False, True
+
+    def _on_delta(self, call: int, sample: int, delta: str) -> None:
+        self._stream_area.value += delta
+
+    def _on_result(self, result: Any) -> None:
+        self._progress.value += 1
+
+    def _show(self, run: Any) -> None:
+        import pandas as pd
+
+        frame = run.frame
+        if len(frame):
+            self.result = frame if self.result is None else pd.concat([self.result, frame], ignore_index=True)
+        self._table.value = _table_html(self.result)
+        outcome = run.outcome
+        if run.fatal is not None:
+            self._say(f"{type(run.fatal).__name__}: {run.fatal}", error=True)
+        elif outcome.failed or outcome.interrupted:
+            single = outcome.total == 1 and outcome.failed
+            self._say(f"{type(outcome.failed[0].error).__name__}: {outcome.failed[0].error}" if single
+                      else outcome.summary(), error=True)
+        else:
+            self._say(outcome.summary())
+
+    def _on_stop_click(self, _: Any = None) -> None:
+        self._stop.set()
+        self._say("stopping: pending calls cancelled, finished rows kept")
+
+    def _on_clear_results_click(self, _: Any = None) -> None:
+        self.result = None
+        self._table.value = ""
+
+    def _on_save_click(self, _: Any = None) -> None:
+        name = self._save_name.value.strip()
+        if not name.isidentifier():
+            self._say(f"{name!r} is not a valid variable name", error=True)
+            return
+        if self.result is None:
+            self._say("nothing to save yet: click Run first", error=True)
+            return
+        self._namespace()[name] = self.result
+        self._say(f"saved {len(self.result)} rows as {name}")
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run ends (for scripts and tests)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _fill(picker: w.Dropdown, options: list[tuple[str, str]]) -> None:
+    """New options, keeping the selection when it is still there, else the first option."""
+    previous = picker.value
+    picker.options = options
+    ids = [value for _, value in options]
+    picker.value = previous if previous in ids else (ids[0] if ids else None)
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in entry.items())
+
+
+def _table_html(frame: "pd.DataFrame | None") -> str:
+    if frame is None or not len(frame):
+        return ""
+    shown = frame.copy()
+    inputs = [c for c in shown.columns if str(c).startswith("inputs.")]
+    shown["inputs"] = shown[inputs].astype("string").agg(", ".join, axis=1) if inputs else ""
+    table = shown[TABLE_COLUMNS].to_html(index=False, na_rep="", classes="hl-results", escape=True)
+    return f'<div style="max-height:420px;overflow:auto">{table}</div>'
+
+
+def panel(shell: Any = None) -> ChatPanel:
+    """A new ChatPanel bound to the running IPython shell (for inputs and Save as)."""
+    if shell is None:
+        from IPython import get_ipython
+        shell = get_ipython()
+    return ChatPanel(shell=shell)

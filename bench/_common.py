@@ -98,12 +98,36 @@ class ServerProcess:
         self.stop()
 
 
-def hl_server(latency_ms: float = 0.0, extra_args: Sequence[str] = (), name: str = "server") -> ServerProcess:
-    """``python -m hl_notebook.server`` on a free loopback port, own SQLite file (not started yet)."""
+SERVER_VARIANTS = ("shipped", "nodelay")
+
+
+def hl_server(latency_ms: float = 0.0, extra_args: Sequence[str] = (), variant: str = "shipped",
+              name: str = "server") -> ServerProcess:
+    """``python -m hl_notebook.server`` on a free loopback port, own SQLite file (not started yet).
+
+    ``variant="nodelay"`` runs the same ``main()`` through ``bench/_hl_server_nodelay.py``, whose
+    only difference is a listening socket made with ``proto=IPPROTO_TCP`` (so asyncio sets
+    TCP_NODELAY on accepted connections): the what-if of the ~40 ms delayed-ACK stall.
+    """
+    if variant not in SERVER_VARIANTS:
+        raise ValueError(f"server variant {variant!r}: one of {SERVER_VARIANTS}")
     db = tmp_path(f"{name}-{time.monotonic_ns()}.sqlite")
-    return ServerProcess([sys.executable, "-m", "hl_notebook.server", "--host", "127.0.0.1", "--port", "0",
+    launcher = ["-m", "hl_notebook.server"] if variant == "shipped" else [str(BENCH_DIR / "_hl_server_nodelay.py")]
+    return ServerProcess([sys.executable, *launcher, "--host", "127.0.0.1", "--port", "0",
                           "--db", str(db), "--api-key", API_KEY, "--mock-latency-ms", str(latency_ms),
                           *extra_args])
+
+
+def add_server_option(parser: Any) -> None:
+    parser.add_argument("--server", choices=SERVER_VARIANTS, default="shipped",
+                        help="shipped: python -m hl_notebook.server as is; nodelay: the same with a "
+                             "TCP-proto listening socket (what-if, see bench/_hl_server_nodelay.py)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to get server CPU per request."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def minimal_server() -> ServerProcess:

@@ -9,7 +9,9 @@ Each repetition runs, against the same ``python -m hl_notebook.server --mock-lat
 same-command baseline, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies.
 Ratios: wall / ideal for both, and hl / bare. ``max_in_flight`` is the server's own count of
 concurrent chat requests; ``post s`` is the part of the sweep spent after the last response
-(``to_frame`` + ``archive.record``), measured by wrapping those two functions in this process.
+(``to_frame`` + ``archive.record``), measured by wrapping those two functions in this process;
+``srv cpu ms/req`` and ``srv cores`` are the server process's CPU time (from /proc) per request
+and per second of wall time. ``--server nodelay`` runs the what-if server variant (see _common).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="repetitions (hl and bare alternate)")
     parser.add_argument("--target", type=float, default=1.15, help="ratio to ideal that passes")
     parser.add_argument("--server-arg", action="append", default=[], help="extra server argument")
+    c.add_server_option(parser)
     args = parser.parse_args()
     if not (1 <= args.n <= 20000 and 1 <= args.repeat <= 20):
         parser.error("bounded loads only: --n 1..20000, --repeat 1..20")
@@ -54,7 +57,7 @@ def main() -> None:
     wrap(hl_notebook.archive, "record")
 
     rows = []
-    with c.hl_server(args.latency_ms, args.server_arg) as server:
+    with c.hl_server(args.latency_ms, args.server_arg, args.server) as server:
         c.use_server(server.base_url)
         _, bodies = c.specs_and_bodies(args.n, server.base_url)
         url = server.base_url + "/chat"
@@ -64,6 +67,7 @@ def main() -> None:
             for kind in ("hl sweep", "bare requests pool"):
                 c.server_stats(server.base_url, reset=True)
                 post["s"] = 0.0
+                cpu0 = c.cpu_seconds(server.pid)
                 if kind == "hl sweep":
                     wall, frame = c.timed(lambda: c.hl_sweep(args.n, args.concurrency, server.base_url))
                     failed = int(frame["error"].notna().sum())
@@ -71,12 +75,15 @@ def main() -> None:
                 else:
                     wall, statuses = c.timed(lambda: c.bare_pool(bodies, url, args.concurrency))
                     failed = sum(s != 200 for s in statuses)
+                cpu = c.cpu_seconds(server.pid) - cpu0
                 stats = c.server_stats(server.base_url)
                 rows.append([rep + 1, kind, wall, wall / ideal, stats["max_in_flight"], stats["requests"],
-                             failed, post["s"] if kind == "hl sweep" else 0.0])
-    print(f"# N={args.n} L={args.latency_ms:g} ms C={args.concurrency}: ideal ceil(N/C)*L = {ideal:.3f} s")
-    print(c.table(["rep", "client", "wall s", "x ideal", "max_in_flight", "server reqs", "failed", "post s"],
-                  rows))
+                             failed, post["s"] if kind == "hl sweep" else 0.0,
+                             1000 * cpu / max(stats["requests"], 1), cpu / wall])
+    print(f"# server: {args.server}; N={args.n} L={args.latency_ms:g} ms C={args.concurrency}: "
+          f"ideal ceil(N/C)*L = {ideal:.3f} s")
+    print(c.table(["rep", "client", "wall s", "x ideal", "max_in_flight", "server reqs", "failed", "post s",
+                   "srv cpu ms/req", "srv cores"], rows))
     hl = [r[2] for r in rows if r[1] == "hl sweep"]
     bare = [r[2] for r in rows if r[1] != "hl sweep"]
     best = min(hl) / ideal

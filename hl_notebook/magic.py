@@ -86,11 +86,7 @@ class HLChatMagics(Magics):
         """
         from .runner import run_magic
 
-        try:
-            args = parse_argstring(self.hlchat, line)
-        except UsageError as exc:
-            raise _usage_error(str(exc)) from None
-        return run_magic(self.shell, args, cell)
+        return run_magic(self.shell, parse_options(line), cell)
 
     @line_magic
     def hlchat_panel(self, line: str) -> Any:
@@ -105,6 +101,14 @@ class HLChatMagics(Magics):
         from .archive import history
 
         return history(all_sessions="--all" in line.split())
+
+
+def parse_options(line: str) -> Any:
+    """The magic line -> argparse namespace; any mistake is a one-line HLUsageError."""
+    try:
+        return parse_argstring(HLChatMagics.hlchat, line)
+    except (UsageError, ValueError) as exc:  # ValueError: unbalanced quotes in the line
+        raise _usage_error(str(exc)) from None
 
 
 # MagicArgumentParser does not take allow_abbrev; argparse reads the attribute at parse time, so

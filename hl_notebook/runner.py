@@ -86,24 +86,29 @@ def finish(run: Run, shell: Any = None, out: str | None = None) -> "pd.DataFrame
     return run.frame
 
 
-def run_magic(shell: Any, args: Any, cell: str) -> "pd.DataFrame":
-    """``%%hlchat``: options + cell -> specs -> run -> frame (assigned to ``--out``)."""
+def magic_specs(args: Any, cell: str, namespace: Any, default_provider: str | None) -> list[ChatSpec]:
+    """Parsed ``%%hlchat`` options + cell body -> ChatSpecs. No network: every mistake found here
+    is reported with nothing sent."""
     from .command import AXIS_NAMES, axis_values, make_specs
-    from .display import StreamView
     from .parse import parse_cell
 
-    settings = HLSettings.instance()
     messages = parse_cell(cell)
-    namespace = shell.user_ns
-    connection = connect()
-    specs = make_specs(
+    return make_specs(
         messages, endpoint=args.endpoint,
         axes={n: axis_values(n, getattr(args, n), namespace) for n in AXIS_NAMES},
         configs=_variable(namespace, args.configs, "--configs"), inputs=_variable(namespace, args.inputs, "--inputs"),
         deployed=args.deployed, stop=(args.stop[0] if len(args.stop) == 1 else list(args.stop)) if args.stop else None,
-        project=args.project or settings.project or None, num_samples=args.num_samples, stream=args.stream,
-        save=not args.no_save, metadata=_variable(namespace, args.metadata, "--metadata"),
-        session_id=args.session_id, default_provider=connection.default_provider, namespace=namespace)
+        project=args.project or HLSettings.instance().project or None, num_samples=args.num_samples,
+        stream=args.stream, save=not args.no_save, metadata=_variable(namespace, args.metadata, "--metadata"),
+        session_id=args.session_id, default_provider=default_provider, namespace=namespace)
+
+
+def run_magic(shell: Any, args: Any, cell: str) -> "pd.DataFrame":
+    """``%%hlchat``: options + cell -> specs -> run -> frame (assigned to ``--out``)."""
+    from .display import StreamView
+
+    connection = connect()
+    specs = magic_specs(args, cell, shell.user_ns, connection.default_provider)
     view = StreamView() if args.stream else None
     try:
         run = execute_specs(specs, connection=connection, concurrency=args.concurrency,

@@ -44,7 +44,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     if settings.faults:
         from .faults import FaultInjector, FaultSettings
 
-        app.add_middleware(FaultInjector, settings=FaultSettings(settings.fault_rates or {}, settings.fault_seed),
+        app.add_middleware(FaultInjector, settings=FaultSettings(settings.fault_rates or {}, settings.fault_seed,
+                                                                settings.fault_retry_after),
                            prefix=API_PREFIX)
     return app
 

@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="enable fault injection (X-HL-Fault header, --fault-rates); for testing only")
     parser.add_argument("--fault-rates", default="", help="server-wide fault rates, e.g. 500=0.1,429=0.05,drop=0.02")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+    parser.add_argument("--fault-retry-after", default="1", help="Retry-After seconds of drawn 429/503 faults")
     return parser.parse_args(argv)
 
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = ServerSettings(api_key=api_key, db_path=args.db, mock_latency_ms=args.mock_latency_ms,
                               max_body_bytes=args.max_body_bytes, faults=args.faults, fault_rates=rates,
-                              fault_seed=args.fault_seed)
+                              fault_seed=args.fault_seed, fault_retry_after=args.fault_retry_after)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

@@ -7,7 +7,7 @@ faulted request), except ``cut``, which breaks a stream after its first events.
 
 Per request: header ``X-HL-Fault: KIND[:ARG]`` with KIND one of ``500``, ``503[:retry_after]``,
 ``429[:retry_after]``, ``slow:MS``, ``drop``, ``cut[:events]``. Server-wide: ``--fault-rates
-500=0.1,429=0.05,drop=0.02`` draws one fault per request from a seeded generator (``--fault-seed``).
+500=0.1,429=0.05,drop=0.02`` draws one fault per request from a seeded generator (``--fault-seed``), with ``--fault-retry-after`` seconds on drawn 429/503s.
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def parse_rates(text: str) -> dict[str, float]:
 class FaultSettings:
     rates: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    retry_after: str = "1"  # Retry-After of drawn 429/503 faults (seconds)
 
 
 class FaultInjector:
@@ -74,7 +75,7 @@ class FaultInjector:
             return
         kind, _, arg = fault.partition(":")
         if kind in ("500", "503", "429"):
-            await _error(send, int(kind), arg or ("1" if kind != "500" else ""))
+            await _error(send, int(kind), arg or (self.settings.retry_after if kind != "500" else ""))
         elif kind == "slow":
             await asyncio.sleep(float(arg or 1000) / 1000)
             await self.app(scope, receive, send)

@@ -24,6 +24,7 @@ class ServerSettings:
     faults: bool = False  # --faults: honour X-HL-Fault headers and fault_rates (see faults.py)
     fault_rates: dict[str, float] | None = None
     fault_seed: int = 0
+    fault_retry_after: str = "1"
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks
         return (f"ServerSettings(api_key='***', db_path={self.db_path!r}, "

@@ -130,9 +130,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def minimal_server() -> ServerProcess:
-    """The minimal FastAPI baseline app (bench/_minimal_app.py), served the same way."""
-    return ServerProcess([sys.executable, str(BENCH_DIR / "_minimal_app.py")],
+def minimal_server(proto0: bool = False) -> ServerProcess:
+    """The minimal FastAPI baseline app (bench/_minimal_app.py) as a uvicorn process; ``proto0``
+    binds its socket the way hl_notebook.server does."""
+    return ServerProcess([sys.executable, str(BENCH_DIR / "_minimal_app.py"), *(["--proto0"] if proto0 else [])],
                          url_pattern=r"minimal server at (http://\S+)")
 
 
@@ -202,6 +203,36 @@ def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int) -> l
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         return list(pool.map(one, bodies))
+
+
+def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: float = 300) -> dict[str, Any]:
+    """Load ``url`` with ``hey`` (Go; apt-get install hey): n POSTs of ``body`` over ``concurrency``
+    connections. hey runs n // concurrency requests per worker. Returns wall, rps, latencies, statuses."""
+    import json
+
+    path = tmp_path(f"body-{time.monotonic_ns()}.json")
+    path.write_text(json.dumps(body))
+    n = max(concurrency, n - n % concurrency)
+    command = ["hey", "-n", str(n), "-c", str(concurrency), "-m", "POST", "-T", "application/json",
+               "-H", f"X-API-KEY: {API_KEY}", "-D", str(path), "-t", "60", url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True).stdout
+
+    def grab(pattern: str) -> float:
+        match = re.search(pattern, out)
+        return float(match.group(1)) if match else float("nan")
+
+    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    errors = re.search(r"Error distribution:(.*)", out, re.S)
+    return {"n": n, "wall": grab(r"Total:\s+([\d.]+) secs"), "rps": grab(r"Requests/sec:\s+([\d.]+)"),
+            "p50": grab(r"50%+ in ([\d.]+) secs"), "p99": grab(r"99%+ in ([\d.]+) secs"),
+            "ok": statuses.get(200, 0), "errors": (errors.group(1).strip()[:200] if errors else "")}
+
+
+def load_python(url: str, body: dict[str, Any], n: int, concurrency: int) -> dict[str, Any]:
+    """The same load from this process: a thread pool of requests sessions (see ``bare_pool``)."""
+    wall, statuses = timed(lambda: bare_pool([body] * n, url, concurrency))
+    return {"n": n, "wall": wall, "rps": n / wall, "p50": float("nan"), "p99": float("nan"),
+            "ok": sum(s == 200 for s in statuses), "errors": ""}
 
 
 # -- timing and reporting ------------------------------------------------------------------------

@@ -11,12 +11,13 @@ Ratios: wall / ideal for both, and hl / bare. ``max_in_flight`` is the server's 
 concurrent chat requests; ``post s`` is the part of the sweep spent after the last response
 (``to_frame`` + ``archive.record``), measured by wrapping those two functions in this process;
 ``srv cpu ms/req`` and ``srv cores`` are the server process's CPU time (from /proc) per request
-and per second of wall time. ``--server nodelay`` runs the what-if server variant (see _common).
+and per second of wall time; ``client cores`` the same for this (client) process. ``--server nodelay`` runs the what-if server variant (see _common).
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import _common as c
@@ -67,7 +68,7 @@ def main() -> None:
             for kind in ("hl sweep", "bare requests pool"):
                 c.server_stats(server.base_url, reset=True)
                 post["s"] = 0.0
-                cpu0 = c.cpu_seconds(server.pid)
+                cpu0, own0 = c.cpu_seconds(server.pid), c.cpu_seconds(os.getpid())
                 if kind == "hl sweep":
                     wall, frame = c.timed(lambda: c.hl_sweep(args.n, args.concurrency, server.base_url))
                     failed = int(frame["error"].notna().sum())
@@ -75,15 +76,15 @@ def main() -> None:
                 else:
                     wall, statuses = c.timed(lambda: c.bare_pool(bodies, url, args.concurrency))
                     failed = sum(s != 200 for s in statuses)
-                cpu = c.cpu_seconds(server.pid) - cpu0
+                cpu, own = c.cpu_seconds(server.pid) - cpu0, c.cpu_seconds(os.getpid()) - own0
                 stats = c.server_stats(server.base_url)
                 rows.append([rep + 1, kind, wall, wall / ideal, stats["max_in_flight"], stats["requests"],
                              failed, post["s"] if kind == "hl sweep" else 0.0,
-                             1000 * cpu / max(stats["requests"], 1), cpu / wall])
+                             1000 * cpu / max(stats["requests"], 1), cpu / wall, own / wall])
     print(f"# server: {args.server}; N={args.n} L={args.latency_ms:g} ms C={args.concurrency}: "
           f"ideal ceil(N/C)*L = {ideal:.3f} s")
     print(c.table(["rep", "client", "wall s", "x ideal", "max_in_flight", "server reqs", "failed", "post s",
-                   "srv cpu ms/req", "srv cores"], rows))
+                   "srv cpu ms/req", "srv cores", "client cores"], rows))
     hl = [r[2] for r in rows if r[1] == "hl sweep"]
     bare = [r[2] for r in rows if r[1] != "hl sweep"]
     best = min(hl) / ideal

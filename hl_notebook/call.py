@@ -60,5 +60,7 @@ def execute(client: HLClient, spec: ChatSpec, call: int = 0, *, provider_api_key
         result.error = exc
         if assembler is not None and assembler.texts:
             result.response = assembler.response()
+            if isinstance(exc, HLStreamError) and not exc.partial:
+                exc.partial = assembler.partial_text()  # errors.py: ``partial`` keeps the text received
     result.latency_s = time.perf_counter() - start
     return result

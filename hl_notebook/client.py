@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator
 import requests
 import urllib3
 
-from .errors import HLConnectionError, HLStreamError, HLTimeoutError, describe_body, error_for_status, one_line
+from .errors import (HLConnectionError, HLServerError, HLStreamError, HLTimeoutError, describe_body,
+                     error_for_status, one_line)
 from .secrets import Secret
 from .stream import sse_events
 
@@ -68,10 +69,26 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 def _json(response: requests.Response) -> Any:
+    """The body of an error response; never raises (a cut or non-JSON body becomes a text detail)."""
     try:
         return response.json()
     except ValueError:
         return {"detail": one_line(response.text[:200]) or f"HTTP {response.status_code}"}
+    except requests.exceptions.RequestException:  # a streamed error body cut mid-way
+        return {"detail": f"HTTP {response.status_code} (the body was cut off)"}
+
+
+def _decode(response: requests.Response, method: str, path: str) -> Any:
+    """The JSON of a 2xx response. An unreadable one is the server's failure, typed like a 5xx (not a
+    bare ValueError), and not retried: the call may already have run."""
+    try:
+        return response.json()
+    except ValueError:
+        text = one_line(response.text, 60)
+        shown = f"starts {text!r}" if text else "empty"
+        raise HLServerError(f"{method} {path} returned {response.status_code} with a body that is not JSON "
+                            f"({shown}); the call may have run on the server", status_code=response.status_code,
+                            endpoint=path, body=one_line(response.text[:200])) from None
 
 
 class HLClient:
@@ -116,6 +133,9 @@ class HLClient:
                 raise HLConnectionError(f"{method} {path}: the connection closed mid-response; the call "
                                         "may have run on the server, so it is not retried") from None
             except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as exc:
+                if _read_timed_out(exc):  # headers came, then the body stalled
+                    raise HLTimeoutError(f"{method} {path}: no answer from {self.base_url} within "
+                                         f"{self.timeout[1]:g} s (HLSettings.read_timeout)") from None
                 if not _never_sent(exc):
                     raise HLConnectionError(f"{method} {path}: the connection dropped ({_reason(exc)}); the "
                                             "call may have run on the server, so it is not retried") from None
@@ -138,18 +158,24 @@ class HLClient:
             raise error_for_status(response.status_code, path, body_json, retry_after, method) from None
 
     def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> Any:
-        return self.request("POST", path, body, **kwargs).json()
+        return _decode(self.request("POST", path, body, **kwargs), "POST", path)
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=params or None).json()
+        return _decode(self.request("GET", path, params=params or None), "GET", path)
 
     def patch(self, path: str, body: dict[str, Any]) -> Any:
-        return self.request("PATCH", path, body).json()
+        return _decode(self.request("PATCH", path, body), "PATCH", path)
 
     # -- chat ----------------------------------------------------------------------------------
     def chat(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
              ) -> dict[str, Any]:
-        return self.request("POST", path, body, cancelled=cancelled).json()
+        response = self.request("POST", path, body, cancelled=cancelled)
+        result = _decode(response, "POST", path)
+        if not isinstance(result, dict):
+            raise HLServerError(f"POST {path} returned {response.status_code} with JSON that is not a ChatResponse "
+                                f"(a {type(result).__name__}); the call may have run on the server",
+                                status_code=response.status_code, endpoint=path, body=result)
+        return result
 
     def chat_stream(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
                     ) -> Iterator[dict[str, Any]]:
@@ -163,9 +189,11 @@ class HLClient:
                         raise HLStreamError(f"POST {path}: the stream failed: {describe_body(event)}; "
                                             "partial output kept")
                     yield event
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
-                raise HLStreamError(f"POST {path}: the stream broke ({_reason(exc)}); partial output kept") from None
-            except requests.exceptions.ReadTimeout:
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
+                    requests.exceptions.ReadTimeout) as exc:
+                if not _read_timed_out(exc):
+                    raise HLStreamError(f"POST {path}: the stream broke ({_reason(exc)}); partial output kept"
+                                        ) from None
                 raise HLTimeoutError(f"POST {path}: the stream stalled for {self.timeout[1]:g} s "
                                      "(HLSettings.read_timeout); partial output kept") from None
 
@@ -207,9 +235,17 @@ def _never_sent(exc: Exception) -> bool:
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
+def _read_timed_out(exc: Exception) -> bool:
+    """True for a read timeout, including the ones requests wraps in ConnectionError while reading a body."""
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc).lower()
     for needle, reason in (("refused", "connection refused"), ("reset", "connection reset"),
+                           ("read timed out", "read timeout"),
                            ("timed out", "connect timeout"), ("name or service", "unknown host"),
                            ("remotedisconnected", "closed without a response"),
                            ("incompleteread", "connection closed mid-response"),

@@ -59,6 +59,9 @@ def execute_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = 
     from . import archive
 
     settings = HLSettings.instance()
+    if concurrency is not None and concurrency < 1:
+        from .errors import HLUsageError
+        raise HLUsageError("--concurrency must be at least 1")
     connection = connection or connect()
     response_cache = None
     if cache or (cache is None and settings.cache):

@@ -18,10 +18,10 @@ def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
         for line in lines:
             line = line.rstrip(b"\r")
             if line.startswith(b"data:"):
-                yield line[5:].removeprefix(b" ").decode("utf-8")
+                yield line[5:].removeprefix(b" ").decode("utf-8", "replace")  # as the SSE standard decodes
     line = buffer.rstrip(b"\r")
     if line.startswith(b"data:"):
-        yield line[5:].removeprefix(b" ").decode("utf-8")
+        yield line[5:].removeprefix(b" ").decode("utf-8", "replace")
 
 
 def sse_events(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:

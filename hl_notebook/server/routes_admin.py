@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from .auth import require_api_key
 from .errors import BadRequest
 from .schemas import DeployRequest, ExperimentCreateRequest, ModelConfigRegisterRequest, ProjectCreateRequest
+from .ids import stable_id
 from .store import NotFound, Store
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -29,54 +30,84 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
 
 
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value. The v4 SDK schemas mark optional fields non-nullable (0.5.18
+    validates ``null`` against ``str``/``int`` and fails), so management bodies omit absent ones."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def config_body(config: dict[str, Any]) -> dict[str, Any]:
-    """A registered config as the SDK's ModelConfigResponse (``type: "model"`` + every field)."""
-    return {"id": config["id"], "type": "model", "name": config["name"], "description": config["description"],
-            **config["params"]}
+    """A registered config as the SDK's ModelConfigResponse (``type: "model"`` + every set field).
+
+    0.5.18's ModelConfigResponse forbids unknown keys and has no ``seed``/``response_format``/
+    ``tools``; they appear only when set (later SDKs know them)."""
+    params = dict(config["params"])
+    if params.get("chat_template"):
+        params["chat_template"] = [present(**message) for message in params["chat_template"]]
+    return present(id=config["id"], type="model", name=config["name"], description=config["description"],
+                   **params)
 
 
 def project_body(store: Store, project: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's ProjectResponse; ``config_type`` is the ConfigType enum, and ours are model configs."""
     deployments = store.deployments(project["id"])
     default = next((d for d in deployments if d["is_default"]), None)
     active_config = store.config(default["config_id"]) if default and default["config_id"] else None
     experiment_id = default["experiment_id"] if default else None
     count = store.read().execute("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project["id"],)).fetchone()[0]
-    return {"id": project["id"], "name": project["name"], "team_id": "tm_local", "users": [],
-            "feedback_types": [], "data_count": count, "config_type": "chat",
-            "active_config": project_config_body(store, active_config) if active_config else None,
-            "active_experiment": experiment_body(store, store.experiment(experiment_id)) if experiment_id else None,
-            "created_at": iso(project["created_at"]), "updated_at": iso(project["created_at"])}
+    return present(
+        id=project["id"], name=project["name"], team_id="tm_local", users=[], feedback_types=[],
+        data_count=count, config_type="model",
+        active_config=project_config_body(store, active_config) if active_config else None,
+        active_experiment=experiment_body(store, store.experiment(experiment_id)) if experiment_id else None,
+        created_at=iso(project["created_at"]), updated_at=iso(project["created_at"]))
 
 
 def project_config_body(store: Store, config: dict[str, Any]) -> dict[str, Any]:
     """The SDK's ProjectConfigResponse / GetModelConfigResponse shape."""
     project = store.project_by_id(config["project_id"])
+    count = store.read().execute("SELECT COUNT(*) FROM logs WHERE config_id = ?", (config["id"],)).fetchone()[0]
     return {"project_id": project["id"], "project_name": project["name"], "config": config_body(config),
             "created_at": iso(config["created_at"]), "updated_at": iso(config["created_at"]),
-            "last_used": iso(config["created_at"]), "num_datapoints": None}
+            "last_used": iso(config["created_at"]), "num_datapoints": count}
+
+
+def experiment_metric(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's required ``metric`` (BaseMetricResponse): the positive-feedback objective.
+
+    It is described, not computed: this server samples active configs uniformly (spec §9)."""
+    return {"id": stable_id("metric", "positive-feedback"), "name": "Positive feedback rate",
+            "description": "Share of logs whose feedback matches the experiment's positive_labels; "
+                           "not computed by this server, which samples active configs uniformly.",
+            "code": "", "default": True, "active": False,
+            "created_at": iso(experiment["created_at"]), "updated_at": iso(experiment["created_at"])}
 
 
 def experiment_body(store: Store, experiment: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's ExperimentResponse. ``status`` is its enum: ``In progress`` while some config can be
+    sampled, else ``Initialized``; no feedback statistics are kept, so ``mean``/``spread`` are absent."""
     configs = [store.config(c) for c in experiment["config_ids"]]
     return {"id": experiment["id"], "project_id": experiment["project_id"], "name": experiment["name"],
-            "status": "active", "metric": None, "positive_labels": experiment["positive_labels"],
+            "status": "In progress" if configs else "Initialized", "metric": experiment_metric(experiment),
+            "positive_labels": experiment["positive_labels"],
             "created_at": iso(experiment["created_at"]), "updated_at": iso(experiment["created_at"]),
             "configs": [{"id": c["id"], "display_name": c["name"], "active": True, "trials_count": 0,
-                         "mean": None, "spread": None, "config": config_body(c),
+                         "config": config_body(c),
                          "created_at": iso(c["created_at"]), "updated_at": iso(c["created_at"])}
                         for c in configs]}
 
 
 def deployment_body(store: Store, project: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's EnvironmentProjectConfigResponse: a config's or an experiment's fields, never both."""
     config = store.config(deployment["config_id"]) if deployment.get("config_id") else None
     experiment = store.experiment(deployment["experiment_id"]) if deployment.get("experiment_id") else None
-    return {"project_id": project["id"], "project_name": project["name"],
-            "environment_id": deployment["environment_id"], "environment_name": deployment["environment_name"],
-            "environment_tag": "default" if deployment.get("is_default") else "other",
-            "model_config_id": config["id"] if config else None,
-            "model_config_name": config["name"] if config else None,
-            "experiment_id": experiment["id"] if experiment else None,
-            "experiment_name": experiment["name"] if experiment else None}
+    return present(project_id=project["id"], project_name=project["name"],
+                   environment_id=deployment["environment_id"], environment_name=deployment["environment_name"],
+                   environment_tag="default" if deployment.get("is_default") else "other",
+                   model_config_id=config["id"] if config else None,
+                   model_config_name=config["name"] if config else None,
+                   experiment_id=experiment["id"] if experiment else None,
+                   experiment_name=experiment["name"] if experiment else None)
 
 
 # -- model configs -------------------------------------------------------------------------------
@@ -122,7 +153,7 @@ def list_projects(request: Request, page: int = Query(0, ge=0), size: int = Quer
             "total": len(projects)}
 
 
-@router.post("/projects", tags=["Projects"])
+@router.post("/projects", tags=["Projects"], status_code=201)  # the SDK declares 201 only
 def create_project(request: Request, body: ProjectCreateRequest) -> dict[str, Any]:
     store = _store(request)
     if store.project_by_name(body.name):
@@ -177,8 +208,7 @@ def active_config(request: Request, project_id: str, environment: str | None = N
     if deployment["experiment_id"]:
         experiment = store.experiment(deployment["experiment_id"])
         config = store.config(store.sample_experiment_config(experiment["id"], random.Random()))
-        return {**project_config_body(store, config), "experiment_id": experiment["id"],
-                "trial_id": None}
+        return {**project_config_body(store, config), "experiment_id": experiment["id"]}
     return project_config_body(store, store.config(deployment["config_id"]))
 
 

@@ -1,0 +1,166 @@
+"""Streaming (``stream: true``) over real HTTP: SSE framing byte for byte and event contents.
+
+Why: the SDKs read the body line by line and keep only ``data: `` lines of one-line JSON, and
+concatenate ``data[0].output`` deltas (spec §7, decisions table); a framing slip breaks them silently.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import requests
+
+HELLO = [{"role": "user", "content": "hello there world"}]
+EVENT = re.compile(rb"data: \{.*\}")
+DATA_ID = re.compile(r"data_[A-Za-z0-9]{21}")
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+def mock_config(model: str = "stream-model", **params: Any) -> dict[str, Any]:
+    return {"model": model, "provider": "mock", "temperature": 0, **params}
+
+
+def post(server, path: str, body: dict[str, Any], accept: str = "application/json") -> requests.Response:
+    """POST as the official SDK does: ``Accept: application/json`` even when streaming (spec §1)."""
+    return requests.post(server.base_url + path, json=body, headers={**server.headers, "Accept": accept},
+                         timeout=60)
+
+
+def parse_events(response: requests.Response) -> list[dict[str, Any]]:
+    """The events of an SSE body, asserting the framing: ``data: <one-line JSON>`` + blank line each."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].split(";")[0] == "text/event-stream"
+    raw = response.content
+    assert raw.endswith(b"\n\n") and b"\r" not in raw
+    chunks = raw[:-2].split(b"\n\n")
+    events = []
+    for chunk in chunks:
+        assert EVENT.fullmatch(chunk), chunk  # one line (`.` does not match a newline), JSON object
+        events.append(json.loads(chunk[len(b"data: "):]))
+    assert b"[DONE]" not in raw
+    return events
+
+
+def by_index(events: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        assert len(event["data"]) == 1
+        grouped[event["data"][0]["index"]].append(event["data"][0])
+    return grouped
+
+
+def test_framing_is_data_only_one_line_json_events_ending_in_a_blank_line(server):
+    body = {"project": unique("framing"), "model_config": mock_config(), "messages": HELLO, "stream": True,
+            "num_samples": 2}
+    response = post(server, "/chat", body)
+    events = parse_events(response)
+    assert len(events) >= 4  # at least one delta and one final event per sample
+    lines = response.content.split(b"\n")
+    assert lines[-2:] == [b"", b""]
+    assert all(line == b"" for line in lines[1::2])  # every event line followed by one blank line
+    assert all(line.startswith(b"data: {") for line in lines[0:-2:2])
+
+
+@pytest.mark.parametrize("accept", ["application/json", "*/*", "text/event-stream"])
+def test_streaming_is_decided_by_the_body_not_the_accept_header(server, accept):
+    body = {"project": unique("accept"), "model_config": mock_config(), "messages": HELLO}
+    streamed = post(server, "/chat", {**body, "stream": True}, accept=accept)
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert parse_events(streamed)
+    plain = post(server, "/chat", {**body, "stream": False}, accept=accept)
+    assert plain.status_code == 200
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["data"][0]["output"] == "stream-model: hello there world"
+
+
+@pytest.mark.parametrize("temperature", [0, 1])
+def test_deltas_concatenate_to_the_non_streaming_output(server, temperature):
+    config = mock_config(temperature=temperature, chat_template=[{"role": "system", "content": "On {{topic}}"}])
+    body = {"project": unique("deltas"), "model_config": config, "inputs": {"topic": "tea"}, "num_samples": 2,
+            "messages": [{"role": "user", "content": "tell me about {{topic}} please"}]}
+    expected = post(server, "/chat", body).json()
+    grouped = by_index(parse_events(post(server, "/chat", {**body, "stream": True})))
+    assert sorted(grouped) == [0, 1]
+    for index, entries in grouped.items():
+        assert "".join(e["output"] for e in entries) == expected["data"][index]["output"]
+    if temperature == 0:
+        assert expected["data"][0]["output"] == "stream-model: tell me about tea please"
+
+
+def test_finish_reason_output_message_and_usage_only_on_each_samples_last_event(server):
+    body = {"project": unique("final"), "model_config": mock_config(temperature=1), "messages": HELLO,
+            "num_samples": 2, "user": "u-1", "metadata": {"m": 1}}
+    expected = post(server, "/chat", body).json()
+    events = parse_events(post(server, "/chat", {**body, "stream": True}))
+    last_event: dict[int, dict[str, Any]] = {}
+    for event in events:
+        entry = event["data"][0]
+        assert event["project_id"] == expected["project_id"]
+        assert event["provider_responses"] == [] and event["num_samples"] == 2
+        assert event["user"] == "u-1" and event["metadata"] == {"m": 1}
+        assert DATA_ID.fullmatch(entry["id"]) and isinstance(entry["output"], str)
+        assert entry["model_config_id"] == expected["data"][0]["model_config_id"]
+        last_event[entry["index"]] = event
+    grouped = by_index(events)
+    for index, entries in grouped.items():
+        *middle, last = entries
+        assert middle and all(e["finish_reason"] is None for e in middle)
+        assert all(e["output_message"]["content"] is None for e in middle)
+        assert last["finish_reason"] == "stop"
+        full = expected["data"][index]["output"]
+        assert last["output_message"]["role"] == "assistant" and last["output_message"]["content"] == full
+        assert len({e["id"] for e in entries}) == 1
+        assert last_event[index]["usage"] == expected["usage"]
+    assert grouped[0][0]["id"] != grouped[1][0]["id"]
+    assert all(event["usage"] is None for event in events if event["data"][0]["finish_reason"] is None)
+
+
+def test_max_tokens_streams_a_length_finish(server):
+    body = {"project": unique("length"), "model_config": mock_config(max_tokens=2), "messages": HELLO,
+            "stream": True}
+    entries = by_index(parse_events(post(server, "/chat", body)))[0]
+    assert "".join(e["output"] for e in entries) == "stream-model: hello"
+    assert entries[-1]["finish_reason"] == "length"
+
+
+def test_streamed_samples_are_logged_with_their_full_output(server):
+    body = {"project": unique("stream-logs"), "model_config": mock_config(), "messages": HELLO, "stream": True,
+            "num_samples": 2, "session_reference_id": unique("ref")}
+    events = parse_events(post(server, "/chat", body))
+    ids = {e["data"][0]["index"]: e["data"][0]["id"] for e in events}
+    finals = [e for e in events if e["data"][0]["finish_reason"]]
+    assert len(finals) == 2 and all(e["session_id"].startswith("sesh_") for e in finals)
+    stored = server.get("/logs", params={"project_id": events[0]["project_id"]}).json()["records"]
+    assert [(log["id"], log["output"], log["finish_reason"]) for log in stored] == [
+        (ids[0], "stream-model: hello there world", "stop"), (ids[1], "stream-model: hello there world", "stop")]
+
+
+@pytest.fixture(scope="module")
+def registered(server) -> dict[str, str]:
+    name = unique("stream-endpoints")
+    response = server.post("/model-configs", {"project": name, **mock_config("reg-stream")})
+    assert response.status_code == 200, response.text
+    project_id, config_id = response.json()["project_id"], response.json()["config"]["id"]
+    created = server.post(f"/projects/{project_id}/experiments",
+                          {"name": "e", "positive_labels": [{"type": "t", "value": "v"}], "config_ids": [config_id]})
+    assert created.status_code == 200, created.text
+    return {"project_id": project_id, "config_id": config_id, "experiment_id": created.json()["id"]}
+
+
+@pytest.mark.parametrize("path", ["/chat-deployed", "/chat-experiment", "/chat-model-config"])
+def test_every_endpoint_streams(server, registered, path):
+    selector = {"/chat-deployed": {"project_id": registered["project_id"]},
+                "/chat-experiment": {"experiment_id": registered["experiment_id"]},
+                "/chat-model-config": {"model_config_id": registered["config_id"]}}[path]
+    events = parse_events(post(server, path, {**selector, "messages": HELLO, "stream": True}))
+    entries = by_index(events)[0]
+    assert "".join(e["output"] for e in entries) == "reg-stream: hello there world"
+    assert {e["model_config_id"] for e in entries} == {registered["config_id"]}
+    assert entries[-1]["finish_reason"] == "stop"

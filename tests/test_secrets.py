@@ -107,7 +107,7 @@ def test_saved_executed_notebook_has_no_key(canary_server, tmp_path):
         new_code_cell("%%hlchat --model m --out df\nuser: in a notebook"),
         new_code_cell("%%hlchat --model m --provider openai\nuser: provider failure"),
         new_code_cell("%config HLSettings"),
-        new_code_cell("import os; os.environ['HUMANLOOP_API_KEY'] = 'hl-CANARY-wrong-4e1d'[:0] + 'x' * 12"),
+        new_code_cell("import os; os.environ['HUMANLOOP_API_KEY'] = 'x' * 12  # a wrong key"),
         new_code_cell("%%hlchat --model m\nuser: wrong key"),
         new_code_cell("df"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})

@@ -189,7 +189,8 @@ class ChatRun:
             session_id = body.session_id
             if body.session_reference_id and not session_id:
                 session_id = self.store.session_for_reference(db, body.session_reference_id)
-            logs = [PendingLog(self.log_ids[i], i, target.sample_configs[i], *outcomes[i])
+            # per sample: in an experiment each config renders its own template
+            logs = [PendingLog(self.log_ids[i], i, target.sample_configs[i], *outcomes[i], self._messages_for(i))
                     for i in sorted(outcomes)]
             self.store.write_logs(db, project_id=target.project_id, endpoint=self.endpoint, logs=logs,
                                   inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,

@@ -15,11 +15,13 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from .auth import require_api_key
 from .errors import BadRequest
-from .schemas import DeployRequest, ExperimentCreateRequest, ModelConfigRegisterRequest, ProjectCreateRequest
+from .schemas import (DeployRequest, ExperimentCreateRequest, HTTPValidationError, ModelConfigRegisterRequest,
+                      ProjectCreateRequest)
 from .ids import stable_id
 from .store import NotFound, Store
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+# declaring our 422 keeps FastAPI from publishing its own HTTPValidationError over ours (schemas.py)
+router = APIRouter(dependencies=[Depends(require_api_key)], responses={422: {"model": HTTPValidationError}})
 
 
 def _store(request: Request) -> Store:

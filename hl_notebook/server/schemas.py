@@ -216,14 +216,19 @@ class ChatResponse(WireModel):
     tool_choice: Any = None
 
 
-class ValidationErrorItem(WireModel):
+class ValidationError(WireModel):
+    """spec §8: exactly ``loc``/``msg``/``type`` (named as in the v4 OpenAPI)."""
+
     loc: list[str | int]
     msg: str
     type: str
 
 
 class HTTPValidationError(WireModel):
-    detail: list[ValidationErrorItem]
+    """spec §8. Routes with parameters or a body declare their 422 with this model: FastAPI otherwise
+    publishes its own ``HTTPValidationError``/``ValidationError`` (with ``input``/``ctx``) under these names."""
+
+    detail: list[ValidationError]
 
 
 class ProviderErrorDetail(WireModel):

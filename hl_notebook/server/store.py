@@ -72,6 +72,7 @@ class PendingLog:
     output: str | None
     finish_reason: str | None
     error: dict[str, Any] | None
+    messages: list[dict[str, Any]] | None = None  # this sample's rendered messages (configs may differ)
 
 
 class Store:
@@ -268,14 +269,18 @@ class Store:
                    inputs: dict[str, Any], messages: list[dict[str, Any]], metadata: Any, source: str | None,
                    usage: dict[str, int] | None, session_id: str | None, parent_id: str | None,
                    save: bool) -> None:
-        """Store one log per sample. With ``save=False`` inputs, messages and outputs are dropped."""
+        """Store one log per sample. With ``save=False`` inputs, messages and outputs are dropped.
+
+        ``messages`` is the default for logs whose ``PendingLog.messages`` is None.
+        """
         now = time.time()
         db.executemany(
             "INSERT INTO logs (id, project_id, config_id, session_id, parent_id, sample_index, endpoint,"
             " created_at, inputs, messages, output, finish_reason, error, metadata, source, usage, saved)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(log.id, project_id, log.config_id, session_id, parent_id, log.sample_index, endpoint, now,
-              json.dumps(inputs) if save else None, json.dumps(messages) if save else None,
+              json.dumps(inputs) if save else None,
+              json.dumps(messages if log.messages is None else log.messages) if save else None,
               log.output if save else None, log.finish_reason,
               json.dumps(log.error) if log.error else None, json.dumps(metadata),
               source, json.dumps(usage) if usage else None, int(save))

@@ -33,6 +33,14 @@ def ok(response: requests.Response) -> Any:
     return response.json()
 
 
+def create_project(server, name: str) -> dict[str, Any]:
+    """POST /projects answers 201 (the only status the v4 SDK declares for it)."""
+    response = server.post("/projects", {"name": name})
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
+
+
 def patch(server, path: str, body: dict[str, Any]) -> requests.Response:
     return requests.patch(server.base_url + path, json=body, headers=server.headers, timeout=60)
 
@@ -70,6 +78,8 @@ def test_register_creates_the_project_and_deploys_its_first_config(server):
     assert second != config_id
     assert active_id(server, project_id) == config_id  # only the first config is deployed on its own
     assert deployed_output(server, project_id) == (config_id, "first: hello there world")
+    by_name = ok(server.post("/chat-deployed", {"project": name, "messages": HELLO}))
+    assert (by_name["project_id"], by_name["data"][0]["model_config_id"]) == (project_id, config_id)
     configs = ok(server.get(f"/projects/{project_id}/configs"))
     assert [c["config"]["id"] for c in configs] == [config_id, second]
     assert {c["project_id"] for c in configs} == {project_id}
@@ -105,9 +115,9 @@ def test_register_needs_a_project(server):
 # -- projects ------------------------------------------------------------------------------------
 def test_create_get_and_list_projects(server):
     name = unique("created")
-    created = ok(server.post("/projects", {"name": name}))
+    created = create_project(server, name)
     assert id_pattern("pr").fullmatch(created["id"]) and created["name"] == name
-    assert created["active_config"] is None and created["active_experiment"] is None
+    assert created.get("active_config") is None and created.get("active_experiment") is None
     assert ok(server.get(f"/projects/{created['id']}")) == created
 
     listing = ok(server.get("/projects", params={"size": 1000}))
@@ -123,7 +133,7 @@ def test_create_get_and_list_projects(server):
 
 def test_project_listing_is_paginated(server):
     for _ in range(3):
-        ok(server.post("/projects", {"name": unique("page")}))
+        create_project(server, unique("page"))
     everything = ok(server.get("/projects", params={"size": 1000}))["records"]
     pages = [ok(server.get("/projects", params={"page": page, "size": 2})) for page in range(len(everything) // 2 + 1)]
     assert [p["id"] for page in pages for p in page["records"]] == [p["id"] for p in everything]
@@ -133,7 +143,7 @@ def test_project_listing_is_paginated(server):
 
 def test_chat_with_a_project_created_by_post_projects(server):
     name = unique("then-chat")
-    project_id = ok(server.post("/projects", {"name": name}))["id"]
+    project_id = create_project(server, name)["id"]
     result = ok(server.post("/chat", {"project": name, "model_config": mock_config(), "messages": HELLO}))
     assert result["project_id"] == project_id
     assert active_id(server, project_id) == result["data"][0]["model_config_id"]
@@ -179,7 +189,7 @@ def test_deploy_config_to_the_default_environment(server, two_configs):
     (production,) = deployed
     assert production["environment_name"] == "production"
     assert id_pattern("env").fullmatch(production["environment_id"])
-    assert (production["model_config_id"], production["experiment_id"]) == (second, None)
+    assert (production["model_config_id"], production.get("experiment_id")) == (second, None)
     assert active_id(server, project_id) == second
     assert active_id(server, project_id, "production") == second
     assert deployed_output(server, project_id) == (second, "two: hello there world")
@@ -211,7 +221,7 @@ def test_deploy_experiment_is_sampled_per_sample(server, two_configs):
     experiment_id = ok(server.post(f"/projects/{project_id}/experiments",
                                    {"name": "e", "positive_labels": [], "config_ids": [first, second]}))["id"]
     deployed = ok(patch(server, f"/projects/{project_id}/deploy-config", {"experiment_id": experiment_id}))
-    assert [(d["model_config_id"], d["experiment_id"]) for d in deployed] == [(None, experiment_id)]
+    assert [(d.get("model_config_id"), d["experiment_id"]) for d in deployed] == [(None, experiment_id)]
     active = ok(server.get(f"/projects/{project_id}/active-config"))
     assert active["experiment_id"] == experiment_id and active["config"]["id"] in (first, second)
     assert ok(server.get(f"/projects/{project_id}"))["active_experiment"]["id"] == experiment_id

@@ -290,9 +290,9 @@ def test_chat_model_config_uses_exactly_that_config(server):
 @pytest.fixture(scope="module")
 def two_config_experiment(server) -> dict[str, Any]:
     project = unique("experiment")
-    first = registered(server, project, **mock_config("model-a"))
+    first = registered(server, project, **mock_config("model-a", chat_template=[{"role": "system", "content": "I am a"}]))
     project_id, config_a = first["project_id"], first["config"]["id"]
-    config_b = register(server, project, **mock_config("model-b"))
+    config_b = register(server, project, **mock_config("model-b", chat_template=[{"role": "system", "content": "I am b"}]))
     return {"project_id": project_id, "experiment_id": experiment(server, project_id, [config_a, config_b]),
             "models": {config_a: "model-a", config_b: "model-b"}}
 
@@ -301,7 +301,9 @@ def assert_sampled_from_both(result: dict[str, Any], models: dict[str, str]) -> 
     used = [d["model_config_id"] for d in result["data"]]
     assert set(used) == set(models)  # 2 configs, 40 samples: all-one-config has probability 2**-39
     for entry in result["data"]:
-        assert entry["output"] == f"{models[entry['model_config_id']]}: hello there world"
+        model = models[entry["model_config_id"]]
+        assert entry["output"] == f"{model}: hello there world"
+        assert entry["messages"][0]["content"] == f"I am {model[-1]}"  # each config renders its own template
     assert len({d["id"] for d in result["data"]}) == 40
 
 
@@ -310,8 +312,11 @@ def test_chat_experiment_samples_a_config_per_sample(server, two_config_experime
                            "num_samples": 40}, "/chat-experiment")
     assert result["project_id"] == two_config_experiment["project_id"]
     assert_sampled_from_both(result, two_config_experiment["models"])
-    stored = {log["id"]: log["model_config_id"] for log in logs(server, result["project_id"])}
-    assert all(stored[d["id"]] == d["model_config_id"] for d in result["data"])
+    stored = {log["id"]: log for log in logs(server, result["project_id"])}
+    for entry in result["data"]:
+        log = stored[entry["id"]]
+        assert (log["model_config_id"], log["output"]) == (entry["model_config_id"], entry["output"])
+        assert log["messages"] == entry["messages"]  # not the first sample's template for every log
 
 
 def test_deployed_experiment_samples_a_config_per_sample(server, two_config_experiment):
@@ -332,8 +337,15 @@ def test_session_reference_id_reused_gives_the_same_session(server):
     assert id_pattern("sesh").fullmatch(first["session_id"])
     assert second["session_id"] == first["session_id"]
     assert other["session_id"] != first["session_id"] and id_pattern("sesh").fullmatch(other["session_id"])
-    stored = {log["id"]: log["session_id"] for log in logs(server, first["project_id"])}
-    assert stored[first["data"][0]["id"]] == stored[second["data"][0]["id"]] == first["session_id"]
+    parent = first["data"][0]["id"]
+    by_id = chat(server, {**body, "session_reference_id": None, "session_id": first["session_id"],
+                          "parent_id": parent})
+    assert by_id["session_id"] == first["session_id"]
+    stored = {log["id"]: log for log in logs(server, first["project_id"])}
+    assert stored[first["data"][0]["id"]]["session_id"] == stored[second["data"][0]["id"]]["session_id"] \
+        == first["session_id"]
+    assert (stored[by_id["data"][0]["id"]]["session_id"], stored[by_id["data"][0]["id"]]["parent_id"]) == (
+        first["session_id"], parent)
 
 
 def test_save_false_stores_no_inputs_messages_or_output(server):
@@ -394,6 +406,14 @@ def test_mock_samples_differ_above_zero_and_repeat_per_request(server):
         assert prefix == "mock-model: hello there world" and len(words.split()) == 1 + round(4 * 1)
     seeded = [d["output"] for d in mock_chat(server, temperature=1, num_samples=3, seed=99)["data"]]
     assert seeded != first
+
+
+def test_top_level_seed_is_the_deprecated_spelling_of_the_config_seed(server):
+    unseeded = [d["output"] for d in mock_chat(server, temperature=1, num_samples=2)["data"]]
+    in_config = [d["output"] for d in mock_chat(server, temperature=1, num_samples=2, seed=7)["data"]]
+    top_level = chat(server, {"project": "mock-contract", "model_config": mock_config(temperature=1),
+                              "messages": HELLO, "num_samples": 2, "seed": 7})
+    assert [d["output"] for d in top_level["data"]] == in_config != unseeded
 
 
 def test_mock_max_tokens_cuts_words_and_finishes_with_length(server):

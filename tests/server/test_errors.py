@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import socket
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import requests
+
+from tests.fakes import openai_server, serve
 
 CANARY = "sk-CANARY-5b1e0c"
 HELLO = [{"role": "user", "content": "hello there world"}]
@@ -165,6 +167,8 @@ NOT_FOUND = [
      f"project {MISSING_PROJECT} not found"),
     ("POST", "/chat-deployed", {"project_id": MISSING_PROJECT, "messages": HELLO, **KEYS},
      f"project {MISSING_PROJECT} not found"),
+    ("POST", "/chat-deployed", {"project": "no-such-project-9f2c", "messages": HELLO, **KEYS},
+     "project no-such-project-9f2c not found"),
     ("POST", "/chat-model-config", {"model_config_id": MISSING_CONFIG, "messages": HELLO, **KEYS},
      f"model config {MISSING_CONFIG} not found"),
     ("POST", "/chat-experiment", {"experiment_id": MISSING_EXPERIMENT, "messages": HELLO, **KEYS},
@@ -188,7 +192,9 @@ def test_deploying_unknown_config_or_experiment_is_404(server, known):
 
 
 def test_nothing_deployed_is_404_naming_project_and_environment(server):
-    project_id = server.post("/projects", {"name": unique("undeployed")}).json()["id"]
+    created = server.post("/projects", {"name": unique("undeployed")})
+    assert created.status_code == 201, created.text
+    project_id = created.json()["id"]
     response = send(server, "POST", "/chat-deployed", {"project_id": project_id, "messages": HELLO})
     expected = {"detail": f"project {project_id} has no deployment in environment production"}
     assert assert_json_error(response, 404) == expected
@@ -196,8 +202,9 @@ def test_nothing_deployed_is_404_naming_project_and_environment(server):
     assert assert_json_error(response, 404) == expected
 
 
-def test_unknown_route_is_a_json_404(server):
+def test_unknown_route_and_wrong_method_are_json(server):
     assert assert_json_error(send(server, "GET", "/no-such-route"), 404) == {"detail": "Not Found"}
+    assert assert_json_error(send(server, "GET", "/chat"), 405) == {"detail": "Method Not Allowed"}
 
 
 # -- provider failures (decisions table: §8 object; the failed call is logged) -----------------------
@@ -230,3 +237,29 @@ def test_unsupported_provider_is_a_provider_error_object(server):
                                               "model_config": {"model": "command", "provider": "cohere"}})
     detail = assert_json_error(response, 422)["detail"]
     assert set(detail) == {"type", "message", "code", "origin"} and detail["code"] == 422
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[str]:
+    """A fake OpenAI that accepts only the key "right-key" and echoes a wrong key in its 401 message."""
+    with serve(openai_server.create_app("right-key")) as url:
+        yield url + "/v1"
+
+
+@pytest.mark.parametrize("model,status", [("gpt-fake", 401), ("fail-429", 429), ("fail-500", 502)])
+def test_provider_errors_map_to_the_spec_object_and_never_show_the_key(server, fake_openai, model, status):
+    key = CANARY if status == 401 else "right-key"
+    config = {"model": model, "provider": "openai", "other": {"base_url": fake_openai}}
+    body = {"project": unique("provider-error"), "model_config": config, "messages": HELLO,
+            "provider_api_keys": {"openai": key}}
+    response = send(server, "POST", "/chat", body)
+    detail = assert_json_error(response, status)["detail"]
+    assert set(detail) == {"type", "message", "code", "origin"}
+    assert (detail["code"], detail["origin"]) == (status, "OpenAI")
+    assert CANARY not in response.text
+    if status == 429:
+        assert response.headers["Retry-After"] == "2"
+    projects = {p["name"]: p["id"] for p in server.get("/projects", params={"size": 1000}).json()["records"]}
+    logs = server.get("/logs", params={"project_id": projects[body["project"]]})
+    assert [r["error"] for r in logs.json()["records"]] == [detail]
+    assert CANARY not in logs.text

@@ -9,10 +9,12 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import requests
+
+from tests.fakes import openai_server, serve
 
 HELLO = [{"role": "user", "content": "hello there world"}]
 EVENT = re.compile(rb"data: \{.*\}")
@@ -164,3 +166,73 @@ def test_every_endpoint_streams(server, registered, path):
     assert "".join(e["output"] for e in entries) == "reg-stream: hello there world"
     assert {e["model_config_id"] for e in entries} == {registered["config_id"]}
     assert entries[-1]["finish_reason"] == "stop"
+
+
+def test_experiment_samples_stream_under_their_own_index_and_config(server):
+    first = server.post("/model-configs", {"project": unique("stream-exp"), **mock_config("model-a")}).json()
+    project_id, config_a = first["project_id"], first["config"]["id"]
+    config_b = server.post("/model-configs", {"project_id": project_id, **mock_config("model-b")}).json()["config"]["id"]
+    experiment_id = server.post(f"/projects/{project_id}/experiments", {
+        "name": "e", "positive_labels": [], "config_ids": [config_a, config_b]}).json()["id"]
+    body = {"experiment_id": experiment_id, "messages": HELLO, "stream": True, "num_samples": 40}
+    grouped = by_index(parse_events(post(server, "/chat-experiment", body)))
+    assert sorted(grouped) == list(range(40))
+    models = {config_a: "model-a", config_b: "model-b"}
+    used = set()
+    for entries in grouped.values():
+        (config_id,) = {e["model_config_id"] for e in entries}
+        used.add(config_id)
+        assert "".join(e["output"] for e in entries) == f"{models[config_id]}: hello there world"
+        assert [e["finish_reason"] for e in entries].count("stop") == 1 and entries[-1]["finish_reason"] == "stop"
+    assert used == {config_a, config_b}  # P(one config only) = 2**-39
+
+
+@pytest.mark.parametrize("path,body,status", [
+    ("/chat", {"model_config": mock_config(chat_template=[{"role": "system", "content": "{{gone}}"}])}, 422),
+    ("/chat-model-config", {"model_config_id": "config_000000000000000000000"}, 404),
+])
+def test_errors_found_before_streaming_are_plain_json(server, path, body, status):
+    response = post(server, path, {**body, "messages": HELLO, "stream": True})
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert "detail" in response.json()
+
+
+PROVIDER_KEY = "sk-STREAM-CANARY-11"
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[str]:
+    with serve(openai_server.create_app(PROVIDER_KEY)) as url:
+        yield url + "/v1"
+
+
+def test_error_mid_stream_is_one_detail_event_then_close_and_is_logged(server, fake_openai):
+    config = {"model": "error-stream", "provider": "openai", "other": {"base_url": fake_openai}}
+    body = {"project": unique("mid-stream"), "model_config": config, "messages": HELLO, "stream": True,
+            "provider_api_keys": {"openai": PROVIDER_KEY}}
+    response = post(server, "/chat", body)
+    events = parse_events(response)
+    *deltas, last = events
+    assert deltas and all(e["data"][0]["finish_reason"] is None for e in deltas)
+    assert list(last) == ["detail"]
+    assert set(last["detail"]) == {"type", "message", "code", "origin"}
+    assert last["detail"]["origin"] == "OpenAI" and isinstance(last["detail"]["code"], int)
+    assert PROVIDER_KEY not in response.text
+    partial = "".join(e["data"][0]["output"] for e in deltas)
+    logs = server.get("/logs", params={"project_id": deltas[0]["project_id"]})
+    (log,) = logs.json()["records"]
+    assert (log["id"], log["output"], log["error"]) == (deltas[0]["data"][0]["id"], partial, last["detail"])
+    assert PROVIDER_KEY not in logs.text
+
+
+def test_pass_through_stream_keeps_the_framing(server, fake_openai):
+    config = {"model": "gpt-fake", "provider": "openai", "other": {"base_url": fake_openai}}
+    body = {"project": unique("pass-stream"), "model_config": config, "messages": HELLO, "num_samples": 2,
+            "provider_api_keys": {"openai": PROVIDER_KEY}}
+    expected = post(server, "/chat", body).json()
+    grouped = by_index(parse_events(post(server, "/chat", {**body, "stream": True})))
+    for index in (0, 1):
+        assert "".join(e["output"] for e in grouped[index]) == expected["data"][index]["output"] == \
+            "echo: hello there world"
+        assert grouped[index][-1]["finish_reason"] == "stop"

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 LAB_START_TIMEOUT_S = 90
@@ -136,7 +135,7 @@ def lab(tmp_path: Path):
 
 @pytest.fixture
 def page():
-    """A fresh headless Chromium page (1400x1000), closed with its browser at the end."""
+    """A fresh headless Chromium page (1400x1400: the panel and its table fit), closed with its browser."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -146,7 +145,7 @@ def page():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context = browser.new_context(viewport={"width": 1400, "height": 1400})
             context.set_default_timeout(30_000)
             yield context.new_page()
         finally:

@@ -18,6 +18,8 @@ from .panel_state import ENDPOINT_LABELS, PROVIDERS, PanelState
 if TYPE_CHECKING:
     import pandas as pd
 
+_CONTROL_ALIASES = {"stop": "stop_text", "presence_penalty": "presence", "frequency_penalty": "frequency",
+                    "num_samples": "samples", "model_config_id": "config_picker", "experiment_id": "experiment_picker"}
 TABLE_COLUMNS = ["call", "sample", "endpoint", "model", "temperature", "inputs", "output", "finish_reason",
                  "total_tokens", "latency_s", "error"]
 
@@ -41,48 +43,56 @@ class ChatPanel(w.VBox):
     def _build(self) -> None:
         s = self.state
         wide = w.Layout(width="98%")
-        self._endpoint = w.ToggleButtons(options=[(label, key) for key, label in ENDPOINT_LABELS.items()],
+        label = {"description_width": "100px"}
+        self._endpoint = w.ToggleButtons(style=label, options=[(text, key) for key, text in ENDPOINT_LABELS.items()],
                                          value=s.endpoint, description="Endpoint")
-        self._project = w.Text(value=s.project, description="Project", placeholder="default")
+        self._project = w.Text(style=label, value=s.project, description="Project", placeholder="default")
         self._header = w.VBox([self._endpoint, self._project])
         # /chat inline config
-        self._model = w.Text(value=s.model, description="Model")
-        self._provider = w.Dropdown(options=PROVIDERS, value=s.provider, description="Provider")
-        self._temperature = w.FloatSlider(value=s.temperature, min=0, max=2, step=0.05, description="Temperature")
-        self._max_tokens = w.IntText(value=s.max_tokens or -1, description="Max tokens",
+        self._model = w.Text(style=label, value=s.model, description="Model")
+        self._provider = w.Dropdown(style=label, options=PROVIDERS, value=s.provider, description="Provider")
+        self._temperature = w.FloatSlider(style=label, value=s.temperature, min=0, max=2, step=0.05,
+                                          description="Temperature")
+        self._max_tokens = w.IntText(style=label, value=s.max_tokens or -1, description="Max tokens",
                                      tooltip="-1: no limit")
-        self._top_p = w.FloatSlider(value=s.top_p, min=0, max=1, step=0.05, description="Top p")
-        self._presence = w.FloatSlider(value=s.presence_penalty, min=-2, max=2, step=0.1, description="Presence")
-        self._frequency = w.FloatSlider(value=s.frequency_penalty, min=-2, max=2, step=0.1, description="Frequency")
-        self._stop_text = w.Text(value=s.stop, description="Stop", placeholder="optional stop sequence")
-        self._seed = w.Text(value="" if s.seed is None else str(s.seed), description="Seed", placeholder="optional")
+        self._top_p = w.FloatSlider(style=label, value=s.top_p, min=0, max=1, step=0.05, description="Top p")
+        self._presence = w.FloatSlider(style=label, value=s.presence_penalty, min=-2, max=2, step=0.1,
+                                       description="Presence")
+        self._frequency = w.FloatSlider(style=label, value=s.frequency_penalty, min=-2, max=2, step=0.1,
+                                        description="Frequency")
+        self._stop_text = w.Text(style=label, value=s.stop, description="Stop", placeholder="optional stop sequence")
+        self._seed = w.Text(style=label, value="" if s.seed is None else str(s.seed), description="Seed",
+                            placeholder="optional")
         self._chat_box = w.VBox([w.HBox([self._model, self._provider]), w.HBox([self._temperature, self._top_p]),
                                  w.HBox([self._max_tokens, self._stop_text, self._seed]),
                                  w.HBox([self._presence, self._frequency])])
         # registered configs, experiments, deployments
-        self._config_picker = w.Dropdown(options=[], description="Config")
-        self._experiment_picker = w.Dropdown(options=[], description="Experiment")
-        self._environment = w.Text(value=s.environment, description="Environment", placeholder="production")
+        self._config_picker = w.Dropdown(style=label, options=[], description="Config")
+        self._experiment_picker = w.Dropdown(style=label, options=[], description="Experiment")
+        self._environment = w.Text(style=label, value=s.environment, description="Environment",
+                                   placeholder="production")
         self._refresh = w.Button(description="Refresh", icon="refresh", tooltip="list the project's configs")
         self._config_box = w.HBox([self._config_picker, self._refresh])
         self._experiment_box = w.HBox([self._experiment_picker])
         self._deployed_box = w.HBox([self._environment])
         self._selector_box = w.VBox([])
         # messages
-        self._messages = w.Textarea(value=s.messages_text, description="Messages", rows=6, layout=wide,
+        self._messages = w.Textarea(style=label, value=s.messages_text, description="Messages", rows=6, layout=wide,
                                     placeholder="system: …\nuser: …")
-        self._load_name = w.Text(description="Load from", placeholder="variable name (blank: last %%hlchat cell)")
+        self._load_name = w.Text(style=label, description="Load from", placeholder="variable (blank: last %%hlchat cell)",
+                                  layout=w.Layout(width="420px"))
         self._load = w.Button(description="Load", icon="download")
         self._messages_box = w.VBox([self._messages, w.HBox([self._load_name, self._load])])
         # run options
-        self._inputs = w.Text(value=s.inputs_variable, description="Inputs", placeholder="variable (optional)")
-        self._samples = w.BoundedIntText(value=s.num_samples, min=1, max=100, description="Samples")
+        self._inputs = w.Text(style=label, value=s.inputs_variable, description="Inputs",
+                              placeholder="variable (optional)")
+        self._samples = w.BoundedIntText(style=label, value=s.num_samples, min=1, max=100, description="Samples")
         self._stream = w.Checkbox(value=s.stream, description="Stream")
-        self._concurrency = w.BoundedIntText(value=s.concurrency, min=1, max=64, description="Concurrency")
+        self._concurrency = w.BoundedIntText(style=label, value=s.concurrency, min=1, max=64, description="Concurrency")
         self._options_box = w.HBox([self._inputs, self._samples, self._concurrency, self._stream])
         # comparison
-        self._add = w.Button(description="Add to comparison", icon="plus")
-        self._clear = w.Button(description="Clear comparison", icon="times")
+        self._add = w.Button(description="Add to comparison", icon="plus", layout=w.Layout(width="auto"))
+        self._clear = w.Button(description="Clear comparison", icon="times", layout=w.Layout(width="auto"))
         self._compare_list = w.HTML()
         self._compare_box = w.VBox([w.HBox([self._add, self._clear]), self._compare_list])
         # actions and results
@@ -94,7 +104,7 @@ class ChatPanel(w.VBox):
         self._status = w.HTML()
         self._stream_area = w.Textarea(value="", rows=4, disabled=True, layout=w.Layout(width="98%", display="none"))
         self._table = w.HTML()
-        self._save_name = w.Text(description="Save as", placeholder="variable name")
+        self._save_name = w.Text(style=label, description="Save as", placeholder="variable name")
         self._save = w.Button(description="Save", icon="save")
         self._save_box = w.HBox([self._save_name, self._save])
         self._wire()
@@ -280,6 +290,23 @@ class ChatPanel(w.VBox):
         self._namespace()[name] = self.result
         self._say(f"saved {len(self.result)} rows as {name}")
 
+    def set(self, **values: Any) -> "ChatPanel":
+        """Set controls by name (``messages``, ``model``, ``temperature``, ``inputs``, ``samples``, …),
+        as a user would, e.g. ``panel.set(messages="user: hi", inputs="rows").run()``."""
+        for name, value in values.items():
+            widget = getattr(self, f"_{_CONTROL_ALIASES.get(name, name)}", None)
+            if not isinstance(widget, w.ValueWidget) or isinstance(widget, (w.HTML, w.IntProgress)):
+                raise HLUsageError(f"no control named {name!r}")
+            widget.value = value
+        return self
+
+    def run(self, wait: bool = True, timeout: float | None = None) -> "pd.DataFrame | None":
+        """Click Run; with ``wait``, block until it ends and return ``.result``."""
+        self._run.click()
+        if wait:
+            self.wait(timeout)
+        return self.result
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current run ends (for scripts and tests)."""
         if self._thread is not None:
@@ -298,14 +325,23 @@ def _describe(entry: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in entry.items())
 
 
+TABLE_STYLE = ("<style>.hl-results{border-collapse:collapse;font-size:12px;width:100%}"
+               ".hl-results th,.hl-results td{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;"
+               "vertical-align:top}.hl-results th{background:#f4f4f4;position:sticky;top:0}</style>")
+
+
 def _table_html(frame: "pd.DataFrame | None") -> str:
+    """The results as an HTML table (missing values blank, text escaped, latency rounded)."""
     if frame is None or not len(frame):
         return ""
     shown = frame.copy()
     inputs = [c for c in shown.columns if str(c).startswith("inputs.")]
-    shown["inputs"] = shown[inputs].astype("string").agg(", ".join, axis=1) if inputs else ""
-    table = shown[TABLE_COLUMNS].to_html(index=False, na_rep="", classes="hl-results", escape=True)
-    return f'<div style="max-height:420px;overflow:auto">{table}</div>'
+    shown["inputs"] = shown[inputs].astype("string").fillna("").agg(", ".join, axis=1) if inputs else ""
+    shown["latency_s"] = shown["latency_s"].round(3)
+    shown = shown[TABLE_COLUMNS].astype(object)
+    shown = shown.where(shown.notna(), "")  # to_html's na_rep misses pd.NA in string columns
+    table = shown.to_html(index=False, classes="hl-results", escape=True, border=0)
+    return f'{TABLE_STYLE}<div style="max-height:420px;overflow:auto">{table}</div>'
 
 
 def panel(shell: Any = None) -> ChatPanel:

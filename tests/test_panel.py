@@ -42,6 +42,7 @@ def test_panel_frame_equals_the_magic_frame_for_the_same_inputs(shell, panel):
     pd.testing.assert_frame_equal(stable(panel.result), stable(magic))
     assert "2 ok, 0 failed" in panel._status.value  # calls, not rows
     assert "<table" in panel._table.value and "m1: about tea" in panel._table.value
+    assert "&lt;NA&gt;" not in panel._table.value and "<NA>" not in panel._table.value
 
 
 def test_endpoint_selector_shows_the_matching_fields(panel):
@@ -132,6 +133,15 @@ def test_stop_keeps_finished_rows(shell, tmp_path, monkeypatch):
         _ = requests
     finally:
         slow.stop()
+
+
+def test_set_and_run_from_code(shell, panel):
+    shell.user_ns["two"] = [{"x": "a"}, {"x": "b"}]
+    result = panel.set(messages="user: {{x}}", inputs="two", temperature=0.0, num_samples=1).run()
+    assert result["output"].tolist() == ["demo-model: a", "demo-model: b"]
+    from hl_notebook.errors import HLUsageError
+    with pytest.raises(HLUsageError, match="no control named 'table'"):
+        panel.set(table="x")
 
 
 def test_save_as_load_and_streaming(shell, panel):

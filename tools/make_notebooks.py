@@ -105,11 +105,8 @@ PANEL = [
     new_code_cell("%load_ext hl_notebook\nimport hl_notebook"),
     new_code_cell("cities = [{\"city\": \"Lisbon\"}, {\"city\": \"Osaka\"}, {\"city\": \"Quito\"}]"),
     new_code_cell("panel = hl_notebook.panel()\npanel"),
-    new_markdown_cell("Driving the panel from code does what the buttons do:"),
-    new_code_cell("panel._messages.value = \"user: One fact about {{city}}.\"\n"
-                  "panel._inputs.value = \"cities\"\n"
-                  "panel._run.click()\n"
-                  "panel.wait()\n"
+    new_markdown_cell("Driving the panel from code does what the controls and the Run button do:"),
+    new_code_cell("panel.set(messages=\"user: One fact about {{city}}.\", inputs=\"cities\").run()\n"
                   "panel.result[[\"model\", \"inputs.city\", \"output\"]]"),
 ]
 

@@ -89,9 +89,7 @@ def test_panel_runs_a_sweep_typed_in_the_browser(page, lab):  # page first: no b
         for row in shown:  # the mock replies "<model>: <last user text>" (+ " ~ words" when temperature > 0)
             assert row["output"].startswith(f"{MODEL}: One fact about {row['inputs']}."), row
             assert row["model"] == MODEL, row
-        # no error text; a successful row's error cell currently renders as "<NA>" (pd.NA in a string
-        # column: to_html's na_rep="" does not replace it), which is accepted here as "no error"
-        assert all(r["error"] in ("", "<NA>") for r in shown), [r["error"] for r in shown]
+        assert all(r["error"] == "" for r in shown), [r["error"] for r in shown]  # no error, no "<NA>"
         # the status line (an HTML widget of its own, not the table's) gives the run's one-line summary
         status = panel.locator(".widget-html:not(:has(table))", has_text=re.compile(r"\d+ ok, \d+ failed"))
         expect(status).to_have_text(f"{len(CITIES)} ok, 0 failed")

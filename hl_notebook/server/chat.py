@@ -295,7 +295,9 @@ class ChatRun:
                            inputs=self.inputs, messages=None)
         entry["output"] = delta  # spec §7: deltas are not stripped, consumers concatenate them
         entry["output_message"]["content"] = full_text  # the whole text only on the final event
-        return envelope(self.body, self.target.project_id, self.body.session_id, [entry], None, None, [])
+        session_id = self.body.session_id or (self.store.session_id_for(self.body.session_reference_id)
+                                              if self.body.session_reference_id else None)
+        return envelope(self.body, self.target.project_id, session_id, [entry], None, None, [])
 
 
 def _chain(*iterators: Iterator[Any]) -> Iterator[Any]:

@@ -121,6 +121,9 @@ class ChatRequestBase(WireModel):
 
 
 class ChatRequest(ChatRequestBase):
+    # "model_config" is reserved by pydantic, hence the alias; only the wire name is accepted
+    model_config = ConfigDict(extra="ignore", populate_by_name=False, protected_namespaces=())
+
     config: ModelConfigChatRequest = Field(alias="model_config")
 
 

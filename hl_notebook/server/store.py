@@ -259,9 +259,14 @@ class Store:
         return {**dict(row), "environment_name": env["name"]}
 
     # -- sessions ----------------------------------------------------------------------------
+    @staticmethod
+    def session_id_for(reference_id: str) -> str:
+        """Sessions named by reference get an id derived from it: known before anything is stored."""
+        return stable_id("sesh", "ref:" + reference_id)
+
     def session_for_reference(self, db: sqlite3.Connection, reference_id: str) -> str:
         db.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?)",
-                   (stable_id("sesh", "ref:" + reference_id), reference_id, time.time()))
+                   (self.session_id_for(reference_id), reference_id, time.time()))
         return db.execute("SELECT id FROM sessions WHERE reference_id = ?", (reference_id,)).fetchone()[0]
 
     # -- logs --------------------------------------------------------------------------------

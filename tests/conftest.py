@@ -60,3 +60,16 @@ def shell(ipython, server, monkeypatch):
     yield ipython
     for name in set(ipython.user_ns) - before:
         ipython.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def point(monkeypatch):
+    """Point hl_notebook (env and settings) at a server process serving the mock provider."""
+    from hl_notebook.config import HLSettings
+
+    def use(server: ServerProcess) -> ServerProcess:
+        monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
+        monkeypatch.setenv("HUMANLOOP_API_KEY", server.api_key)
+        HLSettings.instance().provider = "mock"
+        return server
+    return use

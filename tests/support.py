@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,13 @@ from pathlib import Path
 import requests
 
 URL_LINE = re.compile(r"hl_notebook server at (http://\S+)")
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (bound, then closed): connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @dataclass

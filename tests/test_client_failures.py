@@ -7,7 +7,6 @@ attempts the client made: that is how the retry rules (conventions §2.1) are ch
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -17,6 +16,7 @@ from hl_notebook.errors import (HLAuthError, HLConnectionError, HLRateLimitError
                                 HLTimeoutError)
 from hl_notebook.secrets import Secret
 from hl_notebook.spec import ChatSpec, build_body
+from support import closed_port_url
 from rawserver import RawServer, drop, event, hang, reply, short_body, stream
 
 FAST = RetryPolicy(max_retries=2, backoff_base=0.01)
@@ -50,11 +50,7 @@ def run_stream(server: RawServer, **kwargs):
 
 # -- connecting -----------------------------------------------------------------------------------
 def test_connection_refused_is_one_line_connection_error():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there now
-    base = f"http://127.0.0.1:{port}/v4"
+    base = closed_port_url() + "/v4"  # nothing listens there
     with pytest.raises(HLConnectionError) as info:
         client_for(base).chat("/chat", BODY)
     assert type(info.value) is HLConnectionError

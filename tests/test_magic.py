@@ -2,7 +2,6 @@
 results, history and every error path rendering as one line."""
 from __future__ import annotations
 
-import socket
 
 import pandas as pd
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from hl_notebook import errors
 from hl_notebook.config import HLSettings
 from hl_notebook.frame import columns
+from support import closed_port_url
 
 
 def run(shell, line: str, body: str):
@@ -196,14 +196,11 @@ def test_wrong_key_is_one_line_without_the_key(shell, capsys, monkeypatch):
 
 
 def test_server_down_is_one_line(shell, capsys, monkeypatch):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    monkeypatch.setenv("HUMANLOOP_BASE_URL", f"http://127.0.0.1:{port}/v4")
+    base = closed_port_url() + "/v4"
+    monkeypatch.setenv("HUMANLOOP_BASE_URL", base)
     HLSettings.instance().max_retries = 0
     lines = rendered(shell, capsys, "%%hlchat --model m\nuser: hi")
-    assert lines == [f"HLConnectionError: cannot reach http://127.0.0.1:{port}/v4 (connection refused); is the "
+    assert lines == [f"HLConnectionError: cannot reach {base} (connection refused); is the "
                      "server running? set HLSettings.base_url or HUMANLOOP_BASE_URL"]
 
 

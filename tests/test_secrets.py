@@ -4,7 +4,6 @@ not in frames, reprs, widget values, error text, server logs, the SQLite files o
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import nbformat
@@ -14,19 +13,11 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from hl_notebook.config import HLSettings
 from hl_notebook.panel_view import ChatPanel
-from support import ServerProcess
+from support import ServerProcess, closed_port_url
 
 HL_KEY = "hl-CANARY-3c9d1e7f5a"
 PROVIDER_KEY = "sk-CANARY-8b2f4d6a0c"
 WRONG_KEY = "hl-CANARY-wrong-4e1d"
-
-
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def assert_clean(text: str, where: str) -> None:
@@ -37,7 +28,7 @@ def assert_clean(text: str, where: str) -> None:
 @pytest.fixture
 def canary_server(tmp_path, monkeypatch, ipython):
     server = ServerProcess(tmp_path / "canary.sqlite", api_key=HL_KEY,
-                           env={"OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1"}).start()
+                           env={"OPENAI_BASE_URL": closed_port_url() + "/v1"}).start()
     monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
     monkeypatch.setenv("HUMANLOOP_API_KEY", HL_KEY)
     monkeypatch.setenv("OPENAI_API_KEY", PROVIDER_KEY)

@@ -22,17 +22,6 @@ def slow_server(tmp_path_factory):
     process.stop()
 
 
-@pytest.fixture
-def use(monkeypatch):
-    """Point hl_notebook at a server process (mock provider)."""
-    def point(server: ServerProcess) -> ServerProcess:
-        monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
-        monkeypatch.setenv("HUMANLOOP_API_KEY", server.api_key)
-        HLSettings.instance().provider = "mock"
-        return server
-    return point
-
-
 def stats(server: ServerProcess, reset: bool = False) -> dict:
     if reset:
         return requests.post(server.base_url + "/server-stats/reset", headers=server.headers, timeout=10).json()
@@ -42,8 +31,8 @@ def stats(server: ServerProcess, reset: bool = False) -> dict:
 WORDS = pd.DataFrame({"word": [f"w{i}" for i in range(12)]})
 
 
-def test_rows_in_declared_order_and_concurrency_bound_respected(use, slow_server):
-    use(slow_server)
+def test_rows_in_declared_order_and_concurrency_bound_respected(point, slow_server):
+    point(slow_server)
     stats(slow_server, reset=True)
     frame = hl_notebook.sweep("user: say {{word}}", model=["a", "b"], temperature=0, inputs=WORDS, concurrency=4)
     assert frame["call"].tolist() == list(range(24))
@@ -54,8 +43,8 @@ def test_rows_in_declared_order_and_concurrency_bound_respected(use, slow_server
     assert 2 <= seen["max_in_flight"] <= 4
 
 
-def test_injected_failures_become_rows_and_retry_fills_them(use, tmp_path, capsys):
-    faulty = use(ServerProcess(tmp_path / "f.sqlite", extra_args=[
+def test_injected_failures_become_rows_and_retry_fills_them(point, tmp_path, capsys):
+    faulty = point(ServerProcess(tmp_path / "f.sqlite", extra_args=[
         "--faults", "--fault-rates", "500=0.3,drop=0.1", "--fault-seed", "3"]).start())
     try:
         frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
@@ -77,8 +66,8 @@ def test_injected_failures_become_rows_and_retry_fills_them(use, tmp_path, capsy
         faulty.stop()
 
 
-def test_rate_limits_slow_the_sweep_instead_of_failing_it(use, tmp_path):
-    limited = use(ServerProcess(tmp_path / "r.sqlite", extra_args=[
+def test_rate_limits_slow_the_sweep_instead_of_failing_it(point, tmp_path):
+    limited = point(ServerProcess(tmp_path / "r.sqlite", extra_args=[
         "--faults", "--fault-rates", "429=0.3", "--fault-seed", "1"]).start())
     try:
         HLSettings.instance().max_retries = 10
@@ -121,8 +110,8 @@ def test_interrupt_keeps_finished_rows_in_out_and_history(shell, slow_server, mo
     assert len(hl_notebook.history()) == history_before + len(partial)
 
 
-def test_cache_answers_repeats_without_http(use, slow_server):
-    use(slow_server)
+def test_cache_answers_repeats_without_http(point, slow_server):
+    point(slow_server)
     first = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3), cache=True)
     stats(slow_server, reset=True)
     again = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3), cache=True)

@@ -79,14 +79,6 @@ def serve_raw(response: bytes) -> Iterator[str]:
         listener.close()
 
 
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens: bound, then closed, so connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 def text_of(content: Any) -> str:
     """String content, or the text parts/blocks of list content (OpenAI and Anthropic alike)."""
     if isinstance(content, list):

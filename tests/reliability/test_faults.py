@@ -3,21 +3,10 @@ stream cut mid-way keeps its partial text with the error on its row."""
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 import hl_notebook
 from hl_notebook.config import HLSettings
 from support import ServerProcess
-
-
-@pytest.fixture
-def point(monkeypatch):
-    def use(server: ServerProcess) -> ServerProcess:
-        monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
-        monkeypatch.setenv("HUMANLOOP_API_KEY", server.api_key)
-        HLSettings.instance().provider = "mock"
-        return server
-    return use
 
 
 def test_thousand_requests_with_500s_429s_and_drops(point, tmp_path, capsys):

@@ -3,7 +3,6 @@ get a 5xx, and every error is a structured JSON body."""
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -11,21 +10,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from hl_notebook.server import ServerSettings, create_app
+from support import closed_port_url
 
 KEY = "schemathesis-key-1234"
 
 
-def _closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
-
-
 # pass-through providers must never leave this machine: point them at a closed loopback port
-os.environ["OPENAI_BASE_URL"] = _closed_port_url() + "/v1"
-os.environ["ANTHROPIC_BASE_URL"] = _closed_port_url()
+os.environ["OPENAI_BASE_URL"] = closed_port_url() + "/v1"
+os.environ["ANTHROPIC_BASE_URL"] = closed_port_url()
 APP = create_app(ServerSettings(api_key=KEY, db_path=str(Path(tempfile.mkdtemp()) / "st.sqlite")))
 schema = schemathesis.openapi.from_asgi("/v4/openapi.json", APP)
 

@@ -5,13 +5,13 @@ leak ``provider_api_keys`` into a saved notebook; the decisions table fixes most
 """
 from __future__ import annotations
 
-import socket
 import uuid
 from typing import Any, Iterator
 
 import pytest
 import requests
 
+from support import closed_port_url
 from tests.fakes import openai_server, serve
 
 CANARY = "sk-CANARY-5b1e0c"
@@ -26,13 +26,6 @@ def unique(name: str) -> str:
 
 def mock_config(**params: Any) -> dict[str, Any]:
     return {"model": "err-model", "provider": "mock", "temperature": 0, **params}
-
-
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens (bound, then closed): connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def assert_json_error(response: requests.Response, status: int) -> Any:

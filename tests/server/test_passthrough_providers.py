@@ -14,7 +14,8 @@ import pytest
 from hl_notebook.server.providers.anthropic import AnthropicProvider
 from hl_notebook.server.providers.base import ProviderCall, ProviderError, StreamDelta, StreamUsage
 from hl_notebook.server.providers.openai import OpenAIProvider
-from tests.fakes import anthropic_server, closed_port_url, openai_server, serve, serve_raw
+from support import closed_port_url
+from tests.fakes import anthropic_server, openai_server, serve, serve_raw
 
 CANARY = "sk-CANARY-7f3a9"
 HELLO = [{"role": "user", "content": "hello world"}]

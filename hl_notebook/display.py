@@ -37,8 +37,8 @@ class StreamView:
             sys.stdout.flush()
             with self._lock:
                 self._dirty.discard(key)
-        elif time.monotonic() - self._last >= MIN_INTERVAL_S:
-            self.flush()
+        elif key not in self._handles or time.monotonic() - self._last >= MIN_INTERVAL_S:
+            self.flush()  # a new sample gets its area at once; updates are throttled
 
     def flush(self) -> None:
         """Draw pending text (main thread only; a no-op elsewhere)."""

@@ -125,4 +125,52 @@ def conform(records: list[dict[str, Any]] | "pd.DataFrame") -> "pd.DataFrame":
             frame[name] = frame[name].astype("object").where(frame[name].notna(), None).astype("string")
         else:
             frame[name] = frame[name].astype(dtype)
-    return frame
+    return result_frame(frame)
+
+
+# shown only on request: wide or technical columns that push ``output`` out of pandas' default view
+HIDDEN_IN_DISPLAY = ["request", "log_id", "project_id", "created_at", "cached", "tool_calls"]
+
+
+def result_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """``frame`` as a ResultFrame: all columns kept, a compact view when displayed."""
+    return _result_frame_class()(frame)
+
+
+def _result_frame_class() -> type:
+    global _ResultFrame
+    if _ResultFrame is None:
+        import pandas as pd
+
+        class ResultFrame(pd.DataFrame):
+            """A DataFrame whose display leaves out technical and all-empty columns, so ``output`` is
+            visible. Data and every operation are plain pandas; derived frames are plain DataFrames."""
+
+            @property
+            def _constructor(self) -> type:
+                return pd.DataFrame
+
+            def display_view(self) -> "pd.DataFrame":
+                hidden = [c for c in HIDDEN_IN_DISPLAY if c in self.columns]
+                hidden += [c for c in self.columns if c not in hidden and c not in ("output", "error")
+                           and self[c].isna().all()]
+                return pd.DataFrame(self).drop(columns=hidden)
+
+            def _repr_html_(self) -> str | None:
+                view = self.display_view()
+                html = view._repr_html_()
+                hidden = len(self.columns) - len(view.columns)
+                note = f"<p><small>{hidden} empty or technical columns not shown; all are in the frame " \
+                       f"(<code>list(df.columns)</code>)</small></p>" if hidden else ""
+                return (html or "") + note
+
+            def __repr__(self) -> str:
+                view = self.display_view()
+                hidden = len(self.columns) - len(view.columns)
+                return repr(view) + (f"\n({hidden} empty or technical columns not shown)" if hidden else "")
+
+        _ResultFrame = ResultFrame
+    return _ResultFrame
+
+
+_ResultFrame: type | None = None

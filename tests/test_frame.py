@@ -62,3 +62,13 @@ def test_conform_restores_dtypes_of_json_records():
     again = conform(records)
     assert {k: str(again[k].dtype) for k in DTYPES} == DTYPES
     assert again["output"].tolist() == frame["output"].tolist()
+
+
+def test_display_shows_output_and_hides_technical_and_empty_columns():
+    frame = to_frame([CallResult(0, SPEC, response(2))])
+    assert type(frame).__name__ == "ResultFrame" and len(frame.columns) == len(columns(["name"]))
+    view = frame.display_view()
+    assert "output" in view.columns and "error" in view.columns
+    assert not {"request", "log_id", "created_at", "seed"} & set(view.columns)
+    assert "columns not shown" in frame._repr_html_() and "out 0" in frame._repr_html_()
+    assert type(frame[["output"]]).__name__ == "DataFrame"  # derived frames are plain pandas

@@ -54,6 +54,8 @@ def _parse_blocks(body: str) -> list[dict[str, Any]]:
                 continue
             messages.append((number, "user", []))
         messages[-1][2].append(line)
+    if not messages:  # e.g. only escaped blank lines
+        raise CellSyntaxError("the cell has no messages: write 'user:' and your prompt below the magic line")
     result = []
     for number, role, lines in messages:
         content = "\n".join(lines).strip("\n")

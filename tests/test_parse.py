@@ -35,6 +35,7 @@ def test_tool_role_and_json_list():
 
 @pytest.mark.parametrize(("body", "line", "text"), [
     ("   \n  ", None, "the cell has no messages"),
+    ("\\", None, "the cell has no messages"),  # found by the property test
     ("usr:\nhello", 1, "unknown role 'usr'; did you mean user?"),
     ("user: a\nsystme:\nb", 2, "unknown role 'systme'; did you mean system?"),
     ("user: a\nassistant:\n\n", 2, "the assistant message is empty"),

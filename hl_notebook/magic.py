@@ -55,6 +55,9 @@ class HLChatMagics(Magics):
     @argument("--concurrency", type=int, default=None, help="Parallel requests for sweeps (default HLSettings).")
     @argument("--cache", action="store_true",
               help="Answer identical requests from the local response cache (see HLSettings.cache).")
+    @argument("--base-url", dest="base_url", metavar="URL",
+              help="A v4 server for this cell (key from HLSettings.api_key_env); default: HLSettings.base_url, "
+                   "then $HUMANLOOP_BASE_URL, then the embedded local server.")
     @argument("-o", "--out", metavar="NAME", help="Also assign the DataFrame to this notebook variable.")
     @cell_magic
     def hlchat(self, line: str, cell: str) -> Any:

@@ -110,7 +110,7 @@ def run_magic(shell: Any, args: Any, cell: str) -> "pd.DataFrame":
     """``%%hlchat``: options + cell -> specs -> run -> frame (assigned to ``--out``)."""
     from .display import StreamView
 
-    connection = connect()
+    connection = connect(args.base_url)
     specs = magic_specs(args, cell, shell.user_ns, connection.default_provider)
     view = StreamView() if args.stream else None
     try:

@@ -220,6 +220,12 @@ def test_timeout_is_one_line_and_out_still_assigned(shell, capsys, tmp_path, mon
     assert shell.user_ns["partial"]["error_type"].tolist() == ["HLTimeoutError"]
 
 
+def test_base_url_option_picks_the_server_for_one_cell(shell, server, monkeypatch):
+    monkeypatch.setenv("HUMANLOOP_BASE_URL", closed_port_url() + "/v4")  # the environment points nowhere
+    frame = run(shell, f"--model m --temperature 0 --base-url {server.base_url}", "user: routed")
+    assert frame["output"].tolist() == ["m: routed"]
+
+
 def test_show_traceback_switch(shell, capsys):
     shell.run_line_magic("config", "HLSettings.show_traceback = True")
     lines = rendered(shell, capsys, "%%hlchat --model m\nusr:\nhi")

@@ -94,7 +94,7 @@ def plot(df: "pd.DataFrame", by: Sequence[str] | None = None) -> Any:
     labels = list(dict.fromkeys(calls["_config"]))
     figure, (latency_ax, tokens_ax) = plt.subplots(1, 2, figsize=(11, 0.6 * len(labels) + 2.5))
     latency_ax.boxplot([calls.loc[calls["_config"] == lab, "latency_s"].dropna() for lab in labels],
-                       vert=False, tick_labels=labels)
+                       orientation="horizontal", tick_labels=labels)
     latency_ax.set_xlabel("latency per call (s)")
     means = calls.groupby("_config", sort=False)[["prompt_tokens", "generation_tokens"]].mean().reindex(labels)
     means.plot.barh(ax=tokens_ax, stacked=True)

@@ -43,7 +43,7 @@ def start(db_path: str | None = None, mock_latency_ms: float = 0.0) -> EmbeddedS
     remember(key)
     settings = ServerSettings(api_key=key, db_path=db_path or str(HOME / "embedded.sqlite"),
                               mock_latency_ms=mock_latency_ms)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY (see server CLI)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", access_log=False,

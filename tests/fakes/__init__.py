@@ -31,7 +31,7 @@ class _Server(uvicorn.Server):
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Run ``app`` on a socket bound here to 127.0.0.1:0 (pitfall 11) and yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on accept
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
     server = _Server(config)

@@ -6,12 +6,15 @@ pending but keep what finished. Threads, not asyncio: ``asyncio.run`` fails insi
 """
 from __future__ import annotations
 
+import itertools
+import signal
 import sys
 import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .call import CallResult, DeltaCallback, execute
 from .connection import Connection
@@ -117,7 +120,8 @@ def run_specs(specs: Sequence[ChatSpec], connection: Connection, *, concurrency:
                     break
                 finish(one(index))
         else:
-            _run_pool(specs, one, finish, min(concurrency, len(specs)), stop, tick or (lambda: None))
+            with _interrupt_sets(stop):
+                _run_pool(specs, one, finish, min(concurrency, len(specs)), stop, tick or (lambda: None))
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
@@ -129,24 +133,55 @@ def run_specs(specs: Sequence[ChatSpec], connection: Connection, *, concurrency:
     return outcome
 
 
+@contextmanager
+def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """While the pool runs, SIGINT (a kernel interrupt) sets ``stop`` instead of raising.
+
+    A KeyboardInterrupt raised inside ``concurrent.futures.wait`` can leave a future's lock held
+    and deadlock the workers; setting ``stop`` lets the loop end cleanly. KeyboardInterrupt is
+    raised afterwards, so callers see the interrupt as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+
+
 def _run_pool(specs: Sequence[ChatSpec], one: Callable[[int], CallResult], finish: Callable[[CallResult], None],
               workers: int, stop: threading.Event, tick: Callable[[], None]) -> None:
+    """At most ``workers`` calls are submitted at a time: cancelling is then only a matter of not
+    submitting more, and waiting never walks a list of every pending call."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hlchat")
-    pending: set[Future] = set()
+    upcoming = iter(range(len(specs)))
+    running: set[Future] = set()
     try:
-        pending = {pool.submit(one, i) for i in range(len(specs))}
-        while pending and not stop.is_set():
+        for index in itertools.islice(upcoming, workers):
+            running.add(pool.submit(one, index))
+        while running and not stop.is_set():
             # short waits keep the main thread responsive to KeyboardInterrupt
-            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            finished, running = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
             for future in finished:
                 finish(future.result())
+                index = next(upcoming, None)
+                if index is not None and not stop.is_set():
+                    running.add(pool.submit(one, index))
             tick()
     finally:
         stop.set()
-        for future in pending:
-            future.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
-        for future in pending:  # finished between the last wait and the stop: keep them
+        for future in running:  # finished between the last wait and the stop: keep them
             if future.done() and not future.cancelled():
                 finish(future.result())
 

@@ -83,6 +83,7 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         self._connection().executescript(SCHEMA)
         with self.write() as db:
             if not db.execute("SELECT 1 FROM environments WHERE is_default = 1").fetchone():
@@ -103,15 +104,21 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: writers queue on SQLite's lock instead of failing mid-way."""
+        """One IMMEDIATE transaction.
+
+        Writers of this process queue on a lock first: SQLite's busy handler polls with growing
+        sleeps (up to 100 ms), so under load a waiter would sleep long after the lock is free.
+        Other processes on the same file still wait through ``busy_timeout``.
+        """
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def read(self) -> sqlite3.Connection:
         return self._connection()

@@ -98,30 +98,35 @@ class ServerProcess:
         self.stop()
 
 
-SERVER_VARIANTS = ("shipped", "nodelay")
+SERVER_VARIANTS = ("shipped", "proto0")
 
 
 def hl_server(latency_ms: float = 0.0, extra_args: Sequence[str] = (), variant: str = "shipped",
               name: str = "server") -> ServerProcess:
     """``python -m hl_notebook.server`` on a free loopback port, own SQLite file (not started yet).
 
-    ``variant="nodelay"`` runs the same ``main()`` through ``bench/_hl_server_nodelay.py``, whose
-    only difference is a listening socket made with ``proto=IPPROTO_TCP`` (so asyncio sets
-    TCP_NODELAY on accepted connections): the what-if of the ~40 ms delayed-ACK stall.
+    ``variant="proto0"`` runs the same ``main()`` through ``bench/_hl_server_proto0.py``, whose
+    only difference is a listening socket made with ``proto=0`` as before commit 7474105 (so
+    asyncio leaves Nagle on): the what-if of the ~40 ms delayed-ACK stall.
     """
     if variant not in SERVER_VARIANTS:
         raise ValueError(f"server variant {variant!r}: one of {SERVER_VARIANTS}")
     db = tmp_path(f"{name}-{time.monotonic_ns()}.sqlite")
-    launcher = ["-m", "hl_notebook.server"] if variant == "shipped" else [str(BENCH_DIR / "_hl_server_nodelay.py")]
+    launcher = ["-m", "hl_notebook.server"] if variant == "shipped" else [str(BENCH_DIR / "_hl_server_proto0.py")]
     return ServerProcess([sys.executable, *launcher, "--host", "127.0.0.1", "--port", "0",
                           "--db", str(db), "--api-key", API_KEY, "--mock-latency-ms", str(latency_ms),
                           *extra_args])
 
 
-def add_server_option(parser: Any) -> None:
-    parser.add_argument("--server", choices=SERVER_VARIANTS, default="shipped",
-                        help="shipped: python -m hl_notebook.server as is; nodelay: the same with a "
-                             "TCP-proto listening socket (what-if, see bench/_hl_server_nodelay.py)")
+def add_server_option(parser: Any, default: str = "shipped") -> None:
+    parser.add_argument("--server", choices=(*SERVER_VARIANTS, "both"), default=default,
+                        help="shipped: python -m hl_notebook.server as is; proto0: the same with the "
+                             "listening socket bound as before 7474105 (what-if, bench/_hl_server_proto0.py); "
+                             f"both: one after the other (default {default})")
+
+
+def server_variants(choice: str) -> list[str]:
+    return list(SERVER_VARIANTS) if choice == "both" else [choice]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -137,17 +142,17 @@ def minimal_server(proto0: bool = False) -> ServerProcess:
                          url_pattern=r"minimal server at (http://\S+)")
 
 
-def headers() -> dict[str, str]:
-    return {"X-API-KEY": API_KEY, "Accept": "application/json"}
+def headers(key: str | None = None) -> dict[str, str]:
+    return {"X-API-KEY": key or API_KEY, "Accept": "application/json"}
 
 
-def server_stats(base_url: str, reset: bool = False) -> dict[str, int]:
+def server_stats(base_url: str, reset: bool = False, key: str | None = None) -> dict[str, int]:
     """The server's chat counters (``max_in_flight`` shows the concurrency it actually saw)."""
     import requests
 
     if reset:
-        return requests.post(base_url + "/server-stats/reset", headers=headers(), timeout=30).json()
-    return requests.get(base_url + "/server-stats", headers=headers(), timeout=30).json()
+        return requests.post(base_url + "/server-stats/reset", headers=headers(key), timeout=30).json()
+    return requests.get(base_url + "/server-stats", headers=headers(key), timeout=30).json()
 
 
 # -- the hl_notebook client side -----------------------------------------------------------------
@@ -158,6 +163,20 @@ def use_server(base_url: str) -> None:
     from hl_notebook.config import HLSettings
 
     HLSettings.instance().provider = "mock"
+
+
+def use_embedded(latency_ms: float) -> tuple[str, str]:
+    """No server configured: hl_notebook starts its embedded server in this process (the default a
+    notebook user gets), with ``HLSettings.mock_latency_ms``. Returns its base URL and key."""
+    for name in ("HUMANLOOP_BASE_URL", "HUMANLOOP_API_KEY"):
+        os.environ.pop(name, None)
+    from hl_notebook.config import HLSettings
+    from hl_notebook.connection import connect
+
+    settings = HLSettings.instance()
+    settings.provider, settings.base_url, settings.mock_latency_ms = "", "", latency_ms
+    client = connect().client
+    return client.base_url, client._api_key.reveal()
 
 
 def inputs_rows(n: int) -> list[dict[str, Any]]:
@@ -185,7 +204,43 @@ def hl_sweep(n: int, concurrency: int, base_url: str) -> Any:
                              concurrency=concurrency, base_url=base_url, progress=False)
 
 
-def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int) -> list[int]:
+class PostTimer:
+    """Wraps ``runner.to_frame`` and ``archive.record`` in this process (no library file changes) to
+    add up the time a sweep spends after its calls: building the DataFrame and recording history."""
+
+    def __init__(self) -> None:
+        import hl_notebook.archive
+        import hl_notebook.runner
+
+        self.seconds = {"to_frame": 0.0, "record": 0.0}
+        for module, name in ((hl_notebook.runner, "to_frame"), (hl_notebook.archive, "record")):
+            self._wrap(module, name)
+
+    def _wrap(self, module: Any, name: str) -> None:
+        original = getattr(module, name)
+        if getattr(original, "_bench_wrapped", False):
+            original = original.__wrapped__
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+
+        wrapper._bench_wrapped = True  # type: ignore[attr-defined]
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(module, name, wrapper)
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key: str | None = None) -> list[int]:
     """Baseline: a thread pool of plain ``requests.Session`` s (one per thread) POSTing ``bodies``."""
     import requests
     from concurrent.futures import ThreadPoolExecutor
@@ -196,7 +251,7 @@ def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int) -> l
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
-            session.headers.update(headers())
+            session.headers.update(headers(key))
         response = session.post(url, json=body, timeout=(10, 300))
         response.json()
         return response.status_code
@@ -205,7 +260,8 @@ def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int) -> l
         return list(pool.map(one, bodies))
 
 
-def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: float = 300) -> dict[str, Any]:
+def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: float = 300,
+             key: str | None = None) -> dict[str, Any]:
     """Load ``url`` with ``hey`` (Go; apt-get install hey): n POSTs of ``body`` over ``concurrency``
     connections. hey runs n // concurrency requests per worker. Returns wall, rps, latencies, statuses."""
     import json
@@ -214,7 +270,7 @@ def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: 
     path.write_text(json.dumps(body))
     n = max(concurrency, n - n % concurrency)
     command = ["hey", "-n", str(n), "-c", str(concurrency), "-m", "POST", "-T", "application/json",
-               "-H", f"X-API-KEY: {API_KEY}", "-D", str(path), "-t", "60", url]
+               "-H", f"X-API-KEY: {key or API_KEY}", "-D", str(path), "-t", "60", url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True).stdout
 
     def grab(pattern: str) -> float:
@@ -224,14 +280,14 @@ def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: 
     statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
     errors = re.search(r"Error distribution:(.*)", out, re.S)
     return {"n": n, "wall": grab(r"Total:\s+([\d.]+) secs"), "rps": grab(r"Requests/sec:\s+([\d.]+)"),
-            "p50": grab(r"50%+ in ([\d.]+) secs"), "p99": grab(r"99%+ in ([\d.]+) secs"),
+            "avg": grab(r"Average:\s+([\d.]+) secs"), "p50": grab(r"50%+ in ([\d.]+) secs"), "p99": grab(r"99%+ in ([\d.]+) secs"),
             "ok": statuses.get(200, 0), "errors": (errors.group(1).strip()[:200] if errors else "")}
 
 
 def load_python(url: str, body: dict[str, Any], n: int, concurrency: int) -> dict[str, Any]:
     """The same load from this process: a thread pool of requests sessions (see ``bare_pool``)."""
     wall, statuses = timed(lambda: bare_pool([body] * n, url, concurrency))
-    return {"n": n, "wall": wall, "rps": n / wall, "p50": float("nan"), "p99": float("nan"),
+    return {"n": n, "wall": wall, "rps": n / wall, "avg": float("nan"), "p50": float("nan"), "p99": float("nan"),
             "ok": sum(s == 200 for s in statuses), "errors": ""}
 
 
@@ -267,9 +323,22 @@ def machine_note() -> str:
             f"load {load[0]:.2f}  python {platform.python_version()}")
 
 
+def code_version() -> str:
+    """The commit the library was measured at (``+dirty`` when hl_notebook/ has local changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hl_notebook"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def header(title: str, command_args: Sequence[str] | None = None) -> None:
     args = " ".join(sys.argv[1:] if command_args is None else command_args)
-    print(f"# {title}\n# {machine_note()}\n# command: python bench/{Path(sys.argv[0]).name} {args}".rstrip())
+    print(f"# {title}\n# {machine_note()}  code {code_version()}\n"
+          f"# command: python bench/{Path(sys.argv[0]).name} {args}".rstrip())
 
 
 def verdict(ratio: float, target: float | None) -> str:

@@ -3,7 +3,7 @@ the JSON body and returns a canned ChatResponse of the same shape and size as th
 (~1.7 kB), served by uvicorn in one process like ``python -m hl_notebook.server``.
 
     python bench/_minimal_app.py            # listening socket as uvicorn/asyncio make it (TCP proto)
-    python bench/_minimal_app.py --proto0   # bound like hl_notebook.server: socket.socket(AF_INET)
+    python bench/_minimal_app.py --proto0   # bound like hl_notebook.server before 7474105 (proto 0)
 
 Prints ``minimal server at http://127.0.0.1:PORT/v4`` once it accepts connections.
 """
@@ -46,7 +46,7 @@ def chat(body: dict[str, Any] = Body(...)) -> JSONResponse:  # sync, like the re
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--proto0", action="store_true", help="bind like hl_notebook.server (proto 0)")
+    parser.add_argument("--proto0", action="store_true", help="bind with proto 0 (Nagle stays on)")
     args = parser.parse_args()
     proto = 0 if args.proto0 else socket.IPPROTO_TCP
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)

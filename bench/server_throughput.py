@@ -10,8 +10,8 @@ Servers, all uvicorn in one process each, on 127.0.0.1, loaded one at a time by 
 * ``minimal``     bench/_minimal_app.py: one sync POST route parsing the JSON body and returning a
                   canned 1.7 kB ChatResponse; socket bound as uvicorn/asyncio normally do it.
 * ``hl shipped``  ``python -m hl_notebook.server --mock-latency-ms 0`` exactly as shipped.
-* ``hl nodelay``  the same main() with a TCP-proto listening socket (bench/_hl_server_nodelay.py).
-* ``minimal proto0`` (``--all``) the minimal app bound the way hl_notebook.server binds.
+* ``hl proto0``   (``--all``) the same main() bound as before commit 7474105 (bench/_hl_server_proto0.py).
+* ``minimal proto0`` (``--all``) the minimal app bound that old way too.
 
 Ratio = hl requests/s / minimal requests/s (median over repetitions; repetitions interleave the
 servers). ``srv cpu ms/req`` is the server process's CPU time per request (from /proc).
@@ -26,20 +26,20 @@ import _common as c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="requests per load run")
+    parser.add_argument("--n", type=int, default=1024, help="requests per load run (hey: a multiple of C)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--client", choices=("hey", "python"), default="hey" if shutil.which("hey") else "python")
-    parser.add_argument("--all", action="store_true", help="also the minimal app bound like hl_notebook.server")
+    parser.add_argument("--all", action="store_true", help="also both servers bound the pre-7474105 way (proto 0)")
     args = parser.parse_args()
     if not (1 <= args.n <= 50000 and 1 <= args.repeat <= 10 and 1 <= args.concurrency <= 256):
         parser.error("bounded loads only: --n 1..50000, --repeat 1..10, --concurrency 1..256")
     c.header("server throughput: hl_notebook.server vs a minimal FastAPI app")
     load = c.load_hey if args.client == "hey" else c.load_python
 
-    servers = {"minimal": c.minimal_server(), "hl shipped": c.hl_server(0.0, variant="shipped"),
-               "hl nodelay": c.hl_server(0.0, variant="nodelay")}
+    servers = {"minimal": c.minimal_server(), "hl shipped": c.hl_server(0.0, variant="shipped")}
     if args.all:
+        servers["hl proto0"] = c.hl_server(0.0, variant="proto0")
         servers["minimal proto0"] = c.minimal_server(proto0=True)
     rows, rps = [], {name: [] for name in servers}
     try:

@@ -5,20 +5,26 @@
     python bench/sweep_walltime.py --n 1000 --latency-ms 50 --concurrency 32 --repeat 3
 
 Each repetition runs, against the same ``python -m hl_notebook.server --mock-latency-ms L``:
-``hl_notebook.sweep`` (N input rows, concurrency C, frame and history included) and, as a
-same-command baseline, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies.
-Ratios: wall / ideal for both, and hl / bare. ``max_in_flight`` is the server's own count of
-concurrent chat requests; ``post s`` is the part of the sweep spent after the last response
-(``to_frame`` + ``archive.record``), measured by wrapping those two functions in this process;
-``srv cpu ms/req`` and ``srv cores`` are the server process's CPU time (from /proc) per request
-and per second of wall time; ``client cores`` the same for this (client) process. ``--server nodelay`` runs the what-if server variant (see _common).
+``hl_notebook.sweep`` (N input rows, concurrency C, frame and history included) and, as
+same-command baselines, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies
+and ``hey`` (a Go load generator, when installed: the server's own limit with a near-free client).
+Ratios: wall / ideal for each, and hl / bare. ``--server both`` repeats the whole run against the
+``proto0`` what-if variant (the pre-7474105 socket binding; see _common.hl_server);
+``--server embedded`` measures instead the in-process server a notebook gets when none is set.
+
+Columns: ``max_in_flight`` is the server's own count of concurrent chat requests; ``post s`` the
+part of the sweep spent after the last response (``to_frame`` + ``archive.record``, timed by
+wrapping those two functions in this process); ``srv cpu ms/req`` and ``srv cores`` the server
+process's CPU time (from /proc) per request and per second of wall time; ``client cores`` the
+same for this (client) process. The verdict is on the median hl sweep ratio.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
-import time
+import shutil
 
 import _common as c
 
@@ -31,67 +37,71 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="repetitions (hl and bare alternate)")
     parser.add_argument("--target", type=float, default=1.15, help="ratio to ideal that passes")
     parser.add_argument("--server-arg", action="append", default=[], help="extra server argument")
-    c.add_server_option(parser)
+    parser.add_argument("--no-hey", dest="hey", action="store_false", default=bool(shutil.which("hey")),
+                        help="skip the hey (Go) baseline (default: run it when hey is installed)")
+    parser.add_argument("--server", choices=(*c.SERVER_VARIANTS, "both", "embedded"), default="shipped",
+                        help="shipped (default) / proto0 / both server processes, or embedded: "
+                             "hl_notebook's in-process default server (no HUMANLOOP_BASE_URL)")
     args = parser.parse_args()
     if not (1 <= args.n <= 20000 and 1 <= args.repeat <= 20):
         parser.error("bounded loads only: --n 1..20000, --repeat 1..20")
     c.header("sweep wall time vs ideal ceil(N/C)*L")
     ideal = math.ceil(args.n / args.concurrency) * args.latency_ms / 1000
 
-    import hl_notebook.archive
-    import hl_notebook.runner
-
-    post = {"s": 0.0}
-
-    def wrap(module, name):  # noqa: ANN001, ANN202 - times a library function in place
-        original = getattr(module, name)
-
-        def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
-            start = time.perf_counter()
-            try:
-                return original(*a, **k)
-            finally:
-                post["s"] += time.perf_counter() - start
-        setattr(module, name, timed)
-
-    wrap(hl_notebook.runner, "to_frame")
-    wrap(hl_notebook.archive, "record")
-
-    rows = []
-    with c.hl_server(args.latency_ms, args.server_arg, args.server) as server:
-        c.use_server(server.base_url)
-        _, bodies = c.specs_and_bodies(args.n, server.base_url)
-        url = server.base_url + "/chat"
-        c.hl_sweep(min(args.n, args.concurrency), args.concurrency, server.base_url)  # warm-up
-        c.bare_pool(bodies[: args.concurrency], url, args.concurrency)
-        for rep in range(args.repeat):
-            for kind in ("hl sweep", "bare requests pool"):
-                c.server_stats(server.base_url, reset=True)
-                post["s"] = 0.0
-                cpu0, own0 = c.cpu_seconds(server.pid), c.cpu_seconds(os.getpid())
-                if kind == "hl sweep":
-                    wall, frame = c.timed(lambda: c.hl_sweep(args.n, args.concurrency, server.base_url))
-                    failed = int(frame["error"].notna().sum())
-                    assert len(frame) == args.n, len(frame)
-                else:
-                    wall, statuses = c.timed(lambda: c.bare_pool(bodies, url, args.concurrency))
-                    failed = sum(s != 200 for s in statuses)
-                cpu, own = c.cpu_seconds(server.pid) - cpu0, c.cpu_seconds(os.getpid()) - own0
-                stats = c.server_stats(server.base_url)
-                rows.append([rep + 1, kind, wall, wall / ideal, stats["max_in_flight"], stats["requests"],
-                             failed, post["s"] if kind == "hl sweep" else 0.0,
-                             1000 * cpu / max(stats["requests"], 1), cpu / wall, own / wall])
-    print(f"# server: {args.server}; N={args.n} L={args.latency_ms:g} ms C={args.concurrency}: "
-          f"ideal ceil(N/C)*L = {ideal:.3f} s")
-    print(c.table(["rep", "client", "wall s", "x ideal", "max_in_flight", "server reqs", "failed", "post s",
-                   "srv cpu ms/req", "srv cores", "client cores"], rows))
-    hl = [r[2] for r in rows if r[1] == "hl sweep"]
-    bare = [r[2] for r in rows if r[1] != "hl sweep"]
-    best = min(hl) / ideal
-    print(f"hl sweep: median {c.median(hl) / ideal:.3f}x ideal, best {best:.3f}x "
-          f"(target {args.target:g}x: {c.verdict(best, args.target)}); bare pool: median "
-          f"{c.median(bare) / ideal:.3f}x ideal; hl / bare (median) = {c.median(hl) / c.median(bare):.3f}")
-
+    post = c.PostTimer()
+    kinds = ["hl sweep", "bare requests pool"] + (["hey (Go)"] if args.hey else [])
+    summary = []
+    variants = ["embedded"] if args.server == "embedded" else c.server_variants(args.server)
+    for variant in variants:
+        rows = []
+        with contextlib.ExitStack() as stack:
+            if variant == "embedded":  # in this process: server and client share one interpreter
+                base_url, key = c.use_embedded(args.latency_ms)
+                pid = os.getpid()
+            else:
+                server = stack.enter_context(c.hl_server(args.latency_ms, args.server_arg, variant))
+                c.use_server(server.base_url)
+                base_url, key, pid = server.base_url, c.API_KEY, server.pid
+            sweep_url = None if variant == "embedded" else base_url
+            _, bodies = c.specs_and_bodies(args.n, sweep_url)
+            url = base_url + "/chat"
+            c.hl_sweep(min(args.n, args.concurrency), args.concurrency, sweep_url)  # warm-up
+            c.bare_pool(bodies[: args.concurrency], url, args.concurrency, key)
+            for rep in range(args.repeat):
+                for kind in kinds:
+                    c.server_stats(base_url, reset=True, key=key)
+                    post.reset()
+                    cpu0, own0 = c.cpu_seconds(pid), c.cpu_seconds(os.getpid())
+                    n = args.n
+                    if kind == "hl sweep":
+                        wall, frame = c.timed(lambda: c.hl_sweep(args.n, args.concurrency, sweep_url))
+                        failed = int(frame["error"].notna().sum())
+                        assert len(frame) == args.n, len(frame)
+                    elif kind == "bare requests pool":
+                        wall, statuses = c.timed(lambda: c.bare_pool(bodies, url, args.concurrency, key))
+                        failed = sum(s != 200 for s in statuses)
+                    else:  # hey runs n // C requests per connection: compare with its own ideal
+                        result = c.load_hey(url, bodies[0], args.n, args.concurrency, key=key)
+                        wall, n, failed = result["wall"], result["n"], result["n"] - result["ok"]
+                    cpu, own = c.cpu_seconds(pid) - cpu0, c.cpu_seconds(os.getpid()) - own0
+                    stats = c.server_stats(base_url, key=key)
+                    ideal_n = math.ceil(n / args.concurrency) * args.latency_ms / 1000
+                    same = variant == "embedded"
+                    rows.append([rep + 1, kind, n, wall, wall / ideal_n, stats["max_in_flight"], failed,
+                                 post.total if kind == "hl sweep" else 0.0,
+                                 1000 * cpu / max(stats["requests"], 1) if not same else float("nan"),
+                                 cpu / wall if not same else float("nan"),
+                                 own / wall if kind != "hey (Go)" else float("nan")])
+        print(f"\n# server: {variant}; N={args.n} L={args.latency_ms:g} ms C={args.concurrency}: "
+              f"ideal ceil(N/C)*L = {ideal:.3f} s")
+        print(c.table(["rep", "client", "n", "wall s", "x ideal", "max_in_flight", "failed", "post s",
+                       "srv cpu ms/req", "srv cores", "client cores"], rows))
+        ratio = {k: c.median(r[4] for r in rows if r[1] == k) for k in kinds}
+        walls = {k: c.median(r[3] for r in rows if r[1] == k) for k in kinds}
+        summary.append([variant, *(ratio[k] for k in kinds), walls["hl sweep"] / walls["bare requests pool"],
+                        args.target, c.verdict(ratio["hl sweep"], args.target)])
+    print("\n# medians: wall / ideal per client; hl / bare = hl sweep wall / bare pool wall")
+    print(c.table(["server", *(f"{k} x ideal" for k in kinds), "hl / bare", "target", "hl verdict"], summary))
 
 if __name__ == "__main__":
     main()

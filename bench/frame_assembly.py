@@ -1,0 +1,147 @@
+"""DataFrame assembly: ``hl_notebook.frame.to_frame`` vs ``pd.DataFrame.from_records`` of the raw dicts.
+
+    python bench/frame_assembly.py                          # 20,000 responses, 1 sample each
+    python bench/frame_assembly.py --n 100000 --repeat 3    # full size
+    python bench/frame_assembly.py --n 100000 --samples 2
+    python bench/frame_assembly.py --n 20000 --profile      # + cProfile of to_frame (top functions)
+
+The CallResults are synthesized in this process (no server): ChatSpecs as ``sweep`` makes them
+(``make_specs``: a templated two-message request, one input row per call, model × temperature axes)
+and response dicts shaped like the local server's ChatResponse (envelope, ``data`` entries with
+messages and output_message, usage, provider_request/responses), ``--samples`` entries per call.
+
+Baseline (same process, same inputs): flatten each data entry the simple way — call, sample, log
+id, config parameters, ``inputs.<name>``, output, finish reason, token counts, latency, created_at —
+into one dict and ``pd.DataFrame.from_records``. Ratio = to_frame time / baseline time. The table
+also splits to_frame into its two phases: ``rows`` (per-result dicts) and ``conform`` (dtypes).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import _common as c
+
+
+def synthesize(n: int, samples: int) -> list[Any]:
+    from hl_notebook.api import _messages
+    from hl_notebook.call import CallResult
+    from hl_notebook.command import make_specs
+
+    temperatures = [0.0, 0.7]
+    models = ["gpt-4o-mini", "claude-3-haiku"]
+    per_config = -(-n // (len(models) * len(temperatures)))
+    specs = make_specs(_messages(c.MESSAGES), axes={"model": models, "temperature": temperatures},
+                       inputs=c.inputs_rows(per_config), default_provider="mock")[:n]
+    rng = random.Random(0)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    results = []
+    for call, spec in enumerate(specs):
+        config = spec.model_config
+        user = f"Summarise item {spec.inputs['item']} of the catalogue in one sentence."
+        messages = [{"role": "system", "content": "You are terse.", "name": None, "tool_call_id": None,
+                     "tool_calls": None, "tool_call": None},
+                    {"role": "user", "content": user, "name": None, "tool_call_id": None, "tool_calls": None,
+                     "tool_call": None}]
+        data = []
+        for index in range(samples):
+            text = f"{config['model']}: {user} ~ " + " ".join(rng.choice(("indeed", "perhaps", "notably",
+                                                                           "briefly")) for _ in range(4))
+            data.append({"id": f"data_{call:010d}{index:011d}", "index": index, "output": text, "raw_output": text,
+                         "inputs": dict(spec.inputs), "finish_reason": "stop",
+                         "model_config_id": f"config_{hash((config['model'], config['temperature'])) % 10**21:021d}",
+                         "messages": messages, "tool_results": [], "tool_calls": None, "tool_call": None,
+                         "output_message": {"role": "assistant", "content": text, "name": None, "tool_call_id": None,
+                                            "tool_calls": None, "tool_call": None}})
+        response = {"project_id": "pr_0y4M5U7HoIgSTCLh7tyDb", "num_samples": samples, "logprobs": None,
+                    "suffix": None, "user": None, "data": data,
+                    "usage": {"prompt_tokens": 12, "generation_tokens": 15 * samples, "total_tokens": 12 + 15 * samples},
+                    "metadata": None, "provider_responses": [{"object": "mock.completion", "model": config["model"],
+                                                              "choices": [{"index": d["index"], "text": d["output"],
+                                                                           "finish_reason": "stop"} for d in data]}],
+                    "provider_request": {"model": config["model"], "messages": messages, "n": samples,
+                                         "temperature": config["temperature"], "max_tokens": -1},
+                    "session_id": None, "tool_choice": None}
+        results.append(CallResult(call, spec, response, latency_s=0.05 + rng.random() / 10,
+                                  created_at=start + timedelta(milliseconds=call)))
+    return results
+
+
+def baseline(results: list[Any]) -> Any:
+    """The simple way: one flat dict per data entry, then pd.DataFrame.from_records."""
+    import pandas as pd
+
+    records = []
+    for result in results:
+        spec, response = result.spec, result.response or {}
+        usage = response.get("usage") or {}
+        inputs = {f"inputs.{k}": v for k, v in spec.inputs.items()}
+        for entry in response.get("data") or [{}]:
+            records.append({"call": result.call, "sample": entry.get("index"), "log_id": entry.get("id"),
+                            "endpoint": spec.endpoint, "project_id": response.get("project_id"),
+                            **spec.model_config, "model_config_id": entry.get("model_config_id"), **inputs,
+                            "output": entry.get("output"), "finish_reason": entry.get("finish_reason"),
+                            "prompt_tokens": usage.get("prompt_tokens"),
+                            "generation_tokens": usage.get("generation_tokens"),
+                            "total_tokens": usage.get("total_tokens"), "latency_s": result.latency_s,
+                            "created_at": result.created_at})
+    return pd.DataFrame.from_records(records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000, help="responses (calls)")
+    parser.add_argument("--samples", type=int, default=1, choices=(1, 2, 3, 4))
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one to_frame run")
+    args = parser.parse_args()
+    if not (1 <= args.n <= 500000 and 1 <= args.repeat <= 10):
+        parser.error("bounded sizes only: --n 1..500000, --repeat 1..10")
+    c.header("DataFrame assembly: to_frame vs pd.DataFrame.from_records")
+    import pandas as pd
+
+    from hl_notebook import frame as hlframe
+
+    results = synthesize(args.n, args.samples)
+    expected_rows = args.n * args.samples
+    rows, times = [], {"from_records (baseline)": [], "to_frame": [], "  rows()": [], "  conform()": []}
+    gc.collect()
+    for rep in range(args.repeat):
+        wall, df = c.timed(lambda: baseline(results))
+        assert len(df) == expected_rows
+        times["from_records (baseline)"].append(wall)
+        del df
+        wall, df = c.timed(lambda: hlframe.to_frame(results))
+        assert len(df) == expected_rows
+        times["to_frame"].append(wall)
+        del df
+        wall, built = c.timed(lambda: [r for result in results for r in hlframe.rows(result, {})])
+        times["  rows()"].append(wall)
+        wall, _ = c.timed(lambda: hlframe.conform(built))
+        times["  conform()"].append(wall)
+        built = None
+        gc.collect()
+    base = c.median(times["from_records (baseline)"])
+    for name, values in times.items():
+        rows.append([name, c.median(values), min(values), c.median(values) / base,
+                     1e6 * c.median(values) / expected_rows])
+    print(f"# {args.n:,} responses x {args.samples} sample(s) = {expected_rows:,} rows; pandas {pd.__version__}; "
+          f"{args.repeat} repetitions")
+    print(c.table(["step", "median s", "best s", "x baseline", "us/row"], rows))
+    print(f"to_frame / from_records = {c.median(times['to_frame']) / base:.2f}x")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.enable()
+        hlframe.to_frame(results)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+
+
+if __name__ == "__main__":
+    main()

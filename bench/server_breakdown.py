@@ -1,0 +1,99 @@
+"""Where a chat request's time goes inside the local server under concurrent load (diagnostic).
+
+    python bench/server_breakdown.py                                  # N=1024 L=50 ms C=32, hey
+    python bench/server_breakdown.py --latency-ms 100 --concurrency 16 --n 512
+
+Serves the server through bench/_hl_server_instrumented.py (the shipped ``main()`` with in-memory
+timing wrappers; ``--server proto0`` binds as before 7474105), loads POST /v4/chat with
+``hey`` (N requests over C connections), then prints, per phase, the mean / p50 / p90 / p99 / max
+in milliseconds:
+
+* ``client observed``  hey's per-request latency (average; p50/p99 from hey's histogram);
+* ``asgi``             from the ASGI app being called until the response is sent;
+* ``before_handler``   ASGI start -> route function starts on a worker thread (body read, JSON
+                       + pydantic validation on the event loop, thread-pool hop, GIL waits);
+* ``handler``          the sync route (resolve config, provider, store, JSON response);
+* ``provider_sleep``   the mock provider's simulated latency (L);
+* ``lock_wait``        waiting until ``Store.write``'s transaction is open (since 8e54afa an
+                       in-process lock, then ``BEGIN IMMEDIATE``; before it SQLite's busy-handler
+                       back-off);
+* ``txn_rest``         the rest of the write transaction (inserts + COMMIT);
+* ``after_handler``    route returned -> response sent by the event loop.
+
+``client observed - asgi`` is time outside the app: TCP, h11 parsing, event-loop scheduling and,
+with ``proto0``, the delayed-ACK stall. The ratio line compares the mean client-observed
+latency with L.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+
+import _common as c
+
+
+def stats(values: list[float]) -> list[float]:
+    if not values:
+        return [float("nan")] * 5
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    return [1000 * sum(ordered) / len(ordered), 1000 * pct(0.5), 1000 * pct(0.9), 1000 * pct(0.99), 1000 * ordered[-1]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1024)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    c.add_server_option(parser)
+    args = parser.parse_args()
+    if not (1 <= args.n <= 20000 and 1 <= args.concurrency <= 256):
+        parser.error("bounded loads only: --n 1..20000, --concurrency 1..256")
+    if not shutil.which("hey"):
+        parser.error("needs hey (apt-get install hey)")
+    c.header("server-side breakdown of a chat request under load")
+    for variant in c.server_variants(args.server):
+        db = c.tmp_path(f"breakdown-{time.monotonic_ns()}.sqlite")
+        server = c.ServerProcess([sys.executable, str(c.BENCH_DIR / "_hl_server_instrumented.py"),
+                                  *(["--proto0"] if variant == "proto0" else []), "--host", "127.0.0.1",
+                                  "--port", "0", "--db", str(db), "--api-key", c.API_KEY,
+                                  "--mock-latency-ms", str(args.latency_ms)])
+        with server:
+            c.use_server(server.base_url)
+            _, bodies = c.specs_and_bodies(1, server.base_url)
+            c.bare_pool(bodies * 4, server.base_url + "/chat", 4)  # warm-up (counted below, 4 requests)
+            cpu0 = c.cpu_seconds(server.pid)
+            result = c.load_hey(server.base_url + "/chat", bodies[0], args.n, args.concurrency)
+            cpu = c.cpu_seconds(server.pid) - cpu0
+        deadline = time.monotonic() + 10
+        while not any(line.startswith("BREAKDOWN ") for line in server.output) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = next(line for line in server.output if line.startswith("BREAKDOWN "))
+        phases = json.loads(line[len("BREAKDOWN "):])
+        ideal = -(-result["n"] // args.concurrency) * args.latency_ms / 1000
+        vs_ideal = f" = {result['wall'] / ideal:.3f}x ideal" if ideal else ""
+        print(f"\n# server: {variant}; hey N={result['n']} C={args.concurrency} L={args.latency_ms:g} ms: "
+              f"wall {result['wall']:.3f} s{vs_ideal}, {result['rps']:.0f} req/s, "
+              f"server CPU {1000 * cpu / result['n']:.2f} ms/req ({cpu / result['wall']:.2f} cores)")
+        rows = [["client observed (hey)", 1000 * result["avg"], 1000 * result["p50"], float("nan"),
+                 1000 * result["p99"], float("nan"), result["n"]]]
+        for name, values in phases.items():
+            rows.append([name, *stats(values), len(values)])
+        print(c.table(["phase", "mean ms", "p50", "p90", "p99", "max", "count"], rows))
+        mean = {name: stats(values)[0] for name, values in phases.items()}
+        vs_l = f" = {1000 * result['avg'] / args.latency_ms:.2f}x L" if args.latency_ms else ""
+        print(f"mean client latency {1000 * result['avg']:.1f} ms{vs_l}; "
+              f"outside the app {1000 * result['avg'] - mean['asgi']:.1f} ms, before handler "
+              f"{mean['before_handler']:.1f}, write-lock wait {mean['lock_wait']:.1f}, after handler "
+              f"{mean['after_handler']:.1f}, handler minus sleep/lock/txn "
+              f"{mean['handler'] - mean['provider_sleep'] - mean['lock_wait'] - mean['txn_rest']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

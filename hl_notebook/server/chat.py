@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from . import templating
+from .. import template as templating
 from .errors import BadRequest, MissingVariables
 from .ids import new_id
 from .providers import get_provider

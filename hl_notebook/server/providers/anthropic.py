@@ -14,7 +14,7 @@ from hl_notebook.server.providers.base import (
 from hl_notebook.server.providers.openai import (
     READ_TIMEOUT, Upstream, estimate_tokens, extra_params, resolve_base, resolve_key,
 )
-from hl_notebook.server.templating import text_parts
+from hl_notebook.template import text_parts
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

@@ -21,7 +21,7 @@ import requests
 from hl_notebook.server.providers.base import (
     Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage,
 )
-from hl_notebook.server.templating import text_parts
+from hl_notebook.template import text_parts
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 CONNECT_TIMEOUT = 10.0

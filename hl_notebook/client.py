@@ -18,6 +18,7 @@ from .errors import (HLConnectionError, HLServerError, HLStreamError, HLTimeoutE
                      error_for_status, one_line)
 from .secrets import Secret
 from .stream import sse_events
+from .wire import parse_retry_after
 
 USER_AGENT = "hl_notebook"
 
@@ -61,11 +62,7 @@ class Throttle:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def _json(response: requests.Response) -> Any:

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import HLUsageError
 from .spec import CONFIG_PARAMS, ChatSpec, validate_spec
-from .template import check_inputs
+from .errors import MissingInputError
+from .template import missing_inputs
 
 # axes that select something other than inline config parameters
 SELECTOR_AXES = ("model_config_id", "experiment_id", "environment")
@@ -62,7 +63,9 @@ def expand(base: ChatSpec, *, axes: Mapping[str, Sequence[Any]] | None = None,
             specs.append(spec.with_inputs({**base.inputs, **row}))
     for spec in specs:
         validate_spec(spec)
-        check_inputs(spec.messages, spec.inputs)
+        missing = missing_inputs(spec.messages, spec.inputs)
+        if missing:
+            raise MissingInputError(missing)
     return specs
 
 

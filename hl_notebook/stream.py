@@ -1,34 +1,21 @@
 """Byte-level SSE reading for streamed chat responses (spec §7).
 
-Why: ``iter_lines`` mishandles CRLF split across chunks (conventions pitfall 8), so lines are cut
-from raw bytes here, and only ``data: `` lines are kept, as the official SDK does.
+Why: the SDKs keep only ``data:`` lines and skip payloads that are not JSON (``[DONE]``); lines
+are cut from raw bytes by ``wire.sse_data`` (pitfall 8), shared with the server.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Iterable, Iterator
 
-
-def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The payload of every ``data:`` line, in order, from arbitrarily split byte chunks."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            line = line.rstrip(b"\r")
-            if line.startswith(b"data:"):
-                yield line[5:].removeprefix(b" ").decode("utf-8", "replace")  # as the SSE standard decodes
-    line = buffer.rstrip(b"\r")
-    if line.startswith(b"data:"):
-        yield line[5:].removeprefix(b" ").decode("utf-8", "replace")
+from .wire import sse_data
 
 
 def sse_events(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """JSON events; non-JSON payloads (such as ``[DONE]``) are skipped as the SDKs do."""
     for payload in sse_data(chunks):
         try:
-            event = json.loads(payload)
+            event = json.loads(payload.decode("utf-8", "replace"))  # as the SSE standard decodes
         except json.JSONDecodeError:
             continue
         if isinstance(event, dict):

@@ -1,4 +1,4 @@
-"""Pure tests of the SSE reader and the stream assembler (spec §7, conventions pitfall 8): any chunking
+"""Pure tests of the SSE line splitter (``wire.sse_data``, shared with the server), the event reader and the stream assembler (spec §7, conventions pitfall 8): any chunking
 of the same bytes gives the same events, and interleaved samples are rebuilt per index."""
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hl_notebook.stream import StreamAssembler, sse_data, sse_events
+from hl_notebook.stream import StreamAssembler, sse_events
+from hl_notebook.wire import sse_data as sse_bytes
+
+
+def sse_data(chunks):
+    """The shared splitter's payloads, decoded as the client decodes them."""
+    return [payload.decode("utf-8", "replace") for payload in sse_bytes(chunks)]
 
 
 def chat_event(output: str | None, index: int = 0, finish_reason: str | None = None, **envelope) -> dict:

@@ -6,11 +6,9 @@ reading, key redaction) is shared with ``anthropic.py``.
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -22,6 +20,7 @@ from hl_notebook.server.providers.base import (
     Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage,
 )
 from hl_notebook.template import text_parts
+from hl_notebook.wire import parse_retry_after, sse_data
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 CONNECT_TIMEOUT = 10.0
@@ -68,19 +67,6 @@ def estimate_tokens(messages: Iterable[dict[str, Any]], outputs: Iterable[str]) 
     """Whitespace word counts, for upstreams that report no usage (zero would read as "free")."""
     prompt = sum(len(text.split()) for message in messages for text in text_parts(message))
     return prompt, sum(len(text.split()) for text in outputs)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -130,7 +116,7 @@ class Upstream:
         """Map an upstream error status onto ours (spec §8), keeping the upstream's message."""
         status = response.status_code
         message = _error_message(response) or f"{self.origin} answered HTTP {status}"
-        retry_after = _retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status in (401, 403):
             return self.error(message, 401, "authentication_error")
         if status == 429:
@@ -150,22 +136,15 @@ class Upstream:
     def events(self, response: requests.Response) -> Iterator[dict[str, Any]]:
         """Decoded JSON of each SSE ``data:`` line until ``[DONE]`` or the end of the body.
 
-        Reads bytes and splits lines itself (pitfall 8: CRLF split across chunks). An upstream
+        Lines are cut from bytes by ``wire.sse_data`` (pitfall 8: CRLF split across chunks). An upstream
         error event or a dropped connection raises ProviderError; a clean early close does not,
         so callers check that every sample finished.
         """
-        buffer = b""
         try:
-            for chunk in response.iter_content(chunk_size=None):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    line = line.rstrip(b"\r")
-                    if not line.startswith(b"data: "):
-                        continue
-                    if line[6:].strip() == b"[DONE]":
-                        return
-                    yield self._event(line[6:])
+            for payload in sse_data(response.iter_content(chunk_size=None)):
+                if payload.strip() == b"[DONE]":
+                    return
+                yield self._event(payload)
         except requests.RequestException as exc:
             raise self.error(f"{self.origin} stream broke off: {type(exc).__name__}") from exc
 

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -31,6 +30,8 @@ API_KEY = "bench-key-0123456789abcdef"
 _TMP = Path(tempfile.mkdtemp(prefix="hlbench-"))
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ.setdefault("HL_NOTEBOOK_HOME", str(_TMP / "home"))
+
+from hl_notebook.server.process import URL_LINE, ServerProcess, local_server_command  # noqa: E402
 
 # the standard request of the benchmarks: a templated user message, one input row per request
 MESSAGES = "system: You are terse.\nuser: Summarise item {{item}} of the catalogue in one sentence."
@@ -44,58 +45,9 @@ def tmp_path(name: str) -> Path:
 
 
 # -- server processes --------------------------------------------------------------------------
-@dataclass
-class ServerProcess:
-    """A server run as a child process that prints its URL on stdout; ``base_url`` from that line."""
-
-    command: list[str]
-    url_pattern: str = r"hl_notebook server at (http://\S+)"
-    env: dict[str, str] = field(default_factory=dict)
-    base_url: str = ""
-    output: list[str] = field(default_factory=list)
-    process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> "ServerProcess":
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, env={**os.environ, **self.env}, cwd=ROOT)
-        found = threading.Event()
-        pattern = re.compile(self.url_pattern)
-
-        def pump() -> None:
-            assert self.process and self.process.stdout
-            for line in self.process.stdout:
-                self.output.append(line)
-                match = pattern.search(line)
-                if match and not found.is_set():
-                    self.base_url = match.group(1)
-                    found.set()
-            found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(timeout) or not self.base_url:
-            self.stop()
-            raise RuntimeError("server did not start:\n" + "".join(self.output))
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self) -> "ServerProcess":
-        return self.start() if self.process is None else self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+def server_process(command: Sequence[str], url_pattern: str = URL_LINE.pattern) -> ServerProcess:
+    """A server child process (run from the repository root) that prints its URL on stdout."""
+    return ServerProcess(command, url_pattern=url_pattern, cwd=ROOT)
 
 
 SERVER_VARIANTS = ("shipped", "proto0")
@@ -111,11 +63,19 @@ def hl_server(latency_ms: float = 0.0, extra_args: Sequence[str] = (), variant: 
     """
     if variant not in SERVER_VARIANTS:
         raise ValueError(f"server variant {variant!r}: one of {SERVER_VARIANTS}")
+    launcher = None if variant == "shipped" else BENCH_DIR / "_hl_server_proto0.py"
+    return server_process(hl_server_command(latency_ms, extra_args, launcher, name))
+
+
+def hl_server_command(latency_ms: float, extra_args: Sequence[str] = (), launcher: Path | None = None,
+                      name: str = "server") -> list[str]:
+    """The local server's command line (own SQLite file, 127.0.0.1, free port); ``launcher`` is a
+    bench script to run instead of ``-m hl_notebook.server`` with the same arguments."""
     db = tmp_path(f"{name}-{time.monotonic_ns()}.sqlite")
-    launcher = ["-m", "hl_notebook.server"] if variant == "shipped" else [str(BENCH_DIR / "_hl_server_proto0.py")]
-    return ServerProcess([sys.executable, *launcher, "--host", "127.0.0.1", "--port", "0",
-                          "--db", str(db), "--api-key", API_KEY, "--mock-latency-ms", str(latency_ms),
-                          *extra_args])
+    command = local_server_command(db, API_KEY, ["--mock-latency-ms", str(latency_ms), *extra_args])
+    if launcher is not None:
+        command[1:3] = [str(launcher)]  # [python, "-m", "hl_notebook.server", ...]
+    return command
 
 
 def add_server_option(parser: Any, default: str = "shipped") -> None:
@@ -123,6 +83,13 @@ def add_server_option(parser: Any, default: str = "shipped") -> None:
                         help="shipped: python -m hl_notebook.server as is; proto0: the same with the "
                              "listening socket bound as before 7474105 (what-if, bench/_hl_server_proto0.py); "
                              f"both: one after the other (default {default})")
+
+
+def bounded(parser: Any, args: Any, **highest: int) -> None:
+    """Refuse loads beyond the given upper bounds (every bounded option starts at 1), via ``parser.error``."""
+    if not all(1 <= getattr(args, name) <= top for name, top in highest.items()):
+        ranges = ", ".join(f"--{name.replace('_', '-')} 1..{top}" for name, top in highest.items())
+        parser.error(f"bounded loads only: {ranges}")
 
 
 def server_variants(choice: str) -> list[str]:
@@ -138,8 +105,8 @@ def cpu_seconds(pid: int) -> float:
 def minimal_server(proto0: bool = False) -> ServerProcess:
     """The minimal FastAPI baseline app (bench/_minimal_app.py) as a uvicorn process; ``proto0``
     binds its socket the way hl_notebook.server does."""
-    return ServerProcess([sys.executable, str(BENCH_DIR / "_minimal_app.py"), *(["--proto0"] if proto0 else [])],
-                         url_pattern=r"minimal server at (http://\S+)")
+    return server_process([sys.executable, str(BENCH_DIR / "_minimal_app.py"), *(["--proto0"] if proto0 else [])],
+                          url_pattern=r"minimal server at (http://\S+)")
 
 
 def headers(key: str | None = None) -> dict[str, str]:

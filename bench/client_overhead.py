@@ -32,8 +32,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=1.3)
     c.add_server_option(parser)
     args = parser.parse_args()
-    if not (1 <= args.n <= 10000 and 1 <= args.repeat <= 20):
-        parser.error("bounded loads only: --n 1..10000, --repeat 1..20")
+    c.bounded(parser, args, n=10000, repeat=20)
     c.header("client overhead per request, sequential, zero-latency server")
 
     import requests

@@ -98,8 +98,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one to_frame run")
     args = parser.parse_args()
-    if not (1 <= args.n <= 500000 and 1 <= args.repeat <= 10):
-        parser.error("bounded sizes only: --n 1..500000, --repeat 1..10")
+    c.bounded(parser, args, n=500000, repeat=10)
     c.header("DataFrame assembly: to_frame vs pd.DataFrame.from_records")
     import pandas as pd
 

@@ -63,8 +63,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     c.add_server_option(parser)
     args = parser.parse_args()
-    if not (1 <= args.n <= 5000 and 1 <= args.repeat <= 10):
-        parser.error("bounded loads only: --n 1..5000, --repeat 1..10")
+    c.bounded(parser, args, n=5000, repeat=10)
     c.header("official SDK (sequential) vs hl_notebook sweep")
     python = sdk_python()
     seq_ideal = args.n * args.latency_ms / 1000

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 
 import _common as c
@@ -53,17 +52,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     c.add_server_option(parser)
     args = parser.parse_args()
-    if not (1 <= args.n <= 20000 and 1 <= args.concurrency <= 256):
-        parser.error("bounded loads only: --n 1..20000, --concurrency 1..256")
+    c.bounded(parser, args, n=20000, concurrency=256)
     if not shutil.which("hey"):
         parser.error("needs hey (apt-get install hey)")
     c.header("server-side breakdown of a chat request under load")
     for variant in c.server_variants(args.server):
-        db = c.tmp_path(f"breakdown-{time.monotonic_ns()}.sqlite")
-        server = c.ServerProcess([sys.executable, str(c.BENCH_DIR / "_hl_server_instrumented.py"),
-                                  *(["--proto0"] if variant == "proto0" else []), "--host", "127.0.0.1",
-                                  "--port", "0", "--db", str(db), "--api-key", c.API_KEY,
-                                  "--mock-latency-ms", str(args.latency_ms)])
+        server = c.server_process(c.hl_server_command(args.latency_ms, ["--proto0"] if variant == "proto0" else [],
+                                                      launcher=c.BENCH_DIR / "_hl_server_instrumented.py",
+                                                      name="breakdown"))
         with server:
             c.use_server(server.base_url)
             _, bodies = c.specs_and_bodies(1, server.base_url)

@@ -32,8 +32,7 @@ def main() -> None:
     parser.add_argument("--client", choices=("hey", "python"), default="hey" if shutil.which("hey") else "python")
     parser.add_argument("--all", action="store_true", help="also both servers bound the pre-7474105 way (proto 0)")
     args = parser.parse_args()
-    if not (1 <= args.n <= 50000 and 1 <= args.repeat <= 10 and 1 <= args.concurrency <= 256):
-        parser.error("bounded loads only: --n 1..50000, --repeat 1..10, --concurrency 1..256")
+    c.bounded(parser, args, n=50000, repeat=10, concurrency=256)
     c.header("server throughput: hl_notebook.server vs a minimal FastAPI app")
     load = c.load_hey if args.client == "hey" else c.load_python
 

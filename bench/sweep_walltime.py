@@ -43,8 +43,7 @@ def main() -> None:
                         help="shipped (default) / proto0 / both server processes, or embedded: "
                              "hl_notebook's in-process default server (no HUMANLOOP_BASE_URL)")
     args = parser.parse_args()
-    if not (1 <= args.n <= 20000 and 1 <= args.repeat <= 20):
-        parser.error("bounded loads only: --n 1..20000, --repeat 1..20")
+    c.bounded(parser, args, n=20000, repeat=20)
     c.header("sweep wall time vs ideal ceil(N/C)*L")
     ideal = math.ceil(args.n / args.concurrency) * args.latency_ms / 1000
 

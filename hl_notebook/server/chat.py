@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .. import template as templating
+from .bodies import data_entry, envelope, usage_dict
 from .errors import BadRequest, MissingVariables
 from .ids import new_id
 from .providers import get_provider
@@ -119,40 +120,6 @@ def provider_call(group: Group, body: ChatRequestBase) -> ProviderCall:
     return ProviderCall(config=config, messages=group.messages, num_samples=len(group.indices),
                         api_keys=keys, user=body.user, tool_choice=body.tool_choice,
                         response_format=body.response_format.model_dump() if body.response_format else None)
-
-
-# -- responses (spec §6) -----------------------------------------------------------------------
-def _tool_call(tool_calls: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    if not tool_calls:
-        return None
-    function = tool_calls[0].get("function", {})
-    return {"name": function.get("name"), "arguments": function.get("arguments")}
-
-
-def data_entry(*, log_id: str, index: int, text: str, finish_reason: str | None, config_id: str,
-               tool_calls: list[dict[str, Any]] | None, inputs: dict[str, Any],
-               messages: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {
-        "id": log_id, "index": index, "output": text.strip(), "raw_output": text, "inputs": inputs,
-        "finish_reason": finish_reason, "model_config_id": config_id, "messages": messages,
-        "tool_results": [], "tool_calls": tool_calls, "tool_call": _tool_call(tool_calls),
-        "output_message": {"role": "assistant", "content": text, "name": None, "tool_call_id": None,
-                           "tool_calls": tool_calls, "tool_call": _tool_call(tool_calls)},
-    }
-
-
-def envelope(body: ChatRequestBase, project_id: str, session_id: str | None, data: list[dict[str, Any]],
-             usage: dict[str, int] | None, provider_request: dict[str, Any] | None,
-             provider_responses: list[Any]) -> dict[str, Any]:
-    return {"project_id": project_id, "num_samples": body.num_samples, "logprobs": None, "suffix": None,
-            "user": body.user, "data": data, "usage": usage, "metadata": body.metadata,
-            "provider_responses": provider_responses, "provider_request": provider_request,
-            "session_id": session_id, "tool_choice": body.tool_choice}
-
-
-def usage_dict(prompt_tokens: int, generation_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "generation_tokens": generation_tokens,
-            "total_tokens": prompt_tokens + generation_tokens}
 
 
 # -- running ---------------------------------------------------------------------------------------

@@ -6,18 +6,16 @@ experiments and deployments; the shapes follow the v4 SDK's response models so i
 """
 from __future__ import annotations
 
-import json
 import random
-from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from .auth import require_api_key
+from .bodies import config_body, deployment_body, experiment_body, log_body, project_body, project_config_body
 from .errors import BadRequest
 from .schemas import (DeployRequest, ExperimentCreateRequest, HTTPValidationError, ModelConfigRegisterRequest,
                       ProjectCreateRequest)
-from .ids import stable_id
 from .store import NotFound, Store
 
 # declaring our 422 keeps FastAPI from publishing its own HTTPValidationError over ours (schemas.py)
@@ -28,113 +26,27 @@ def _store(request: Request) -> Store:
     return request.app.state.store
 
 
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
-
-
-def present(**fields: Any) -> dict[str, Any]:
-    """The fields that have a value. The v4 SDK schemas mark optional fields non-nullable (0.5.18
-    validates ``null`` against ``str``/``int`` and fails), so management bodies omit absent ones."""
-    return {name: value for name, value in fields.items() if value is not None}
-
-
-def config_body(config: dict[str, Any]) -> dict[str, Any]:
-    """A registered config as the SDK's ModelConfigResponse (``type: "model"`` + every set field).
-
-    0.5.18's ModelConfigResponse forbids unknown keys and has no ``seed``/``response_format``/
-    ``tools``; they appear only when set (later SDKs know them)."""
-    params = dict(config["params"])
-    if params.get("chat_template"):
-        params["chat_template"] = [present(**message) for message in params["chat_template"]]
-    return present(id=config["id"], type="model", name=config["name"], description=config["description"],
-                   **params)
-
-
-def project_body(store: Store, project: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's ProjectResponse; ``config_type`` is the ConfigType enum, and ours are model configs."""
-    deployments = store.deployments(project["id"])
-    default = next((d for d in deployments if d["is_default"]), None)
-    active_config = store.config(default["config_id"]) if default and default["config_id"] else None
-    experiment_id = default["experiment_id"] if default else None
-    count = store.read().execute("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project["id"],)).fetchone()[0]
-    return present(
-        id=project["id"], name=project["name"], team_id="tm_local", users=[], feedback_types=[],
-        data_count=count, config_type="model",
-        active_config=project_config_body(store, active_config) if active_config else None,
-        active_experiment=experiment_body(store, store.experiment(experiment_id)) if experiment_id else None,
-        created_at=iso(project["created_at"]), updated_at=iso(project["created_at"]))
-
-
-def project_config_body(store: Store, config: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's ProjectConfigResponse / GetModelConfigResponse shape."""
-    project = store.project_by_id(config["project_id"])
-    count = store.read().execute("SELECT COUNT(*) FROM logs WHERE config_id = ?", (config["id"],)).fetchone()[0]
-    return {"project_id": project["id"], "project_name": project["name"], "config": config_body(config),
-            "created_at": iso(config["created_at"]), "updated_at": iso(config["created_at"]),
-            "last_used": iso(config["created_at"]), "num_datapoints": count}
-
-
-def experiment_metric(experiment: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's required ``metric`` (BaseMetricResponse): the positive-feedback objective.
-
-    It is described, not computed: this server samples active configs uniformly (spec §9)."""
-    return {"id": stable_id("metric", "positive-feedback"), "name": "Positive feedback rate",
-            "description": "Share of logs whose feedback matches the experiment's positive_labels; "
-                           "not computed by this server, which samples active configs uniformly.",
-            "code": "", "default": True, "active": False,
-            "created_at": iso(experiment["created_at"]), "updated_at": iso(experiment["created_at"])}
-
-
-def experiment_body(store: Store, experiment: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's ExperimentResponse. ``status`` is its enum: ``In progress`` while some config can be
-    sampled, else ``Initialized``; no feedback statistics are kept, so ``mean``/``spread`` are absent."""
-    configs = [store.config(c) for c in experiment["config_ids"]]
-    return {"id": experiment["id"], "project_id": experiment["project_id"], "name": experiment["name"],
-            "status": "In progress" if configs else "Initialized", "metric": experiment_metric(experiment),
-            "positive_labels": experiment["positive_labels"],
-            "created_at": iso(experiment["created_at"]), "updated_at": iso(experiment["created_at"]),
-            "configs": [{"id": c["id"], "display_name": c["name"], "active": True, "trials_count": 0,
-                         "config": config_body(c),
-                         "created_at": iso(c["created_at"]), "updated_at": iso(c["created_at"])}
-                        for c in configs]}
-
-
-def deployment_body(store: Store, project: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's EnvironmentProjectConfigResponse: a config's or an experiment's fields, never both."""
-    config = store.config(deployment["config_id"]) if deployment.get("config_id") else None
-    experiment = store.experiment(deployment["experiment_id"]) if deployment.get("experiment_id") else None
-    return present(project_id=project["id"], project_name=project["name"],
-                   environment_id=deployment["environment_id"], environment_name=deployment["environment_name"],
-                   environment_tag="default" if deployment.get("is_default") else "other",
-                   model_config_id=config["id"] if config else None,
-                   model_config_name=config["name"] if config else None,
-                   experiment_id=experiment["id"] if experiment else None,
-                   experiment_name=experiment["name"] if experiment else None)
-
-
 # -- model configs -------------------------------------------------------------------------------
 @router.post("/model-configs", tags=["Model Configs"])
 def register_model_config(request: Request, body: ModelConfigRegisterRequest) -> dict[str, Any]:
     """Register a config (deduplicated by its parameters); an unknown project name creates it."""
     store = _store(request)
     if body.project_id:
-        project_id = store.project_by_id(body.project_id)["id"]
+        config_id = store.register_config(body.params(), project_id=store.project_by_id(body.project_id)["id"],
+                                          name=body.name, description=body.description)
     elif body.project:
-        project_id = ""
+        config_id = store.register_config(body.params(), project_name=body.project, name=body.name,
+                                          description=body.description)
     else:
         raise BadRequest(["body", "project"], "one of project or project_id is required")
-    params = body.params()
-    with store.write() as db:
-        if not project_id:
-            project_id = store.ensure_project(db, body.project or "")
-        config_id = store.ensure_config(db, project_id, params, body.name, body.description)
-    result = project_config_body(store, store.config(config_id))
+    config = store.config(config_id)
+    project_id = config["project_id"]
+    result = project_config_body(store, config)
     if body.experiment:
         experiments = [e for e in store.project_experiments(project_id) if e["name"] == body.experiment]
         if not experiments:
             raise NotFound(f"experiment {body.experiment} not found in project {project_id}")
-        with store.write() as db:
-            db.execute("INSERT OR IGNORE INTO experiment_configs VALUES (?, ?, 1)", (experiments[0]["id"], config_id))
+        store.add_experiment_config(experiments[0]["id"], config_id)
         result["experiment_id"] = experiments[0]["id"]
     return result
 
@@ -160,9 +72,7 @@ def create_project(request: Request, body: ProjectCreateRequest) -> dict[str, An
     store = _store(request)
     if store.project_by_name(body.name):
         raise BadRequest(["body", "name"], f"a project named {body.name!r} already exists")
-    with store.write() as db:
-        project_id = store.ensure_project(db, body.name)
-    return project_body(store, store.project_by_id(project_id))
+    return project_body(store, store.project_by_id(store.create_project(body.name)))
 
 
 @router.get("/projects/{project_id}", tags=["Projects"])
@@ -230,18 +140,6 @@ def list_experiments(request: Request, project_id: str) -> list[dict[str, Any]]:
 
 
 # -- logs ----------------------------------------------------------------------------------------
-def log_body(row: dict[str, Any]) -> dict[str, Any]:
-    def load(value: str | None) -> Any:
-        return json.loads(value) if value else None
-
-    return {"id": row["id"], "project_id": row["project_id"], "model_config_id": row["config_id"],
-            "session_id": row["session_id"], "parent_id": row["parent_id"], "index": row["sample_index"],
-            "endpoint": row["endpoint"], "created_at": iso(row["created_at"]), "inputs": load(row["inputs"]),
-            "messages": load(row["messages"]), "output": row["output"], "finish_reason": row["finish_reason"],
-            "error": load(row["error"]), "metadata": load(row["metadata"]), "source": row["source"],
-            "usage": load(row["usage"])}
-
-
 @router.get("/logs", tags=["Logs"])
 def list_logs(request: Request, project_id: str, page: int = Query(0, ge=0),
               size: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:

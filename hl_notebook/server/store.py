@@ -140,6 +140,11 @@ class Store:
         db.execute("INSERT OR IGNORE INTO projects VALUES (?, ?, ?)", (project_id, name, time.time()))
         return db.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()[0]
 
+    def create_project(self, name: str) -> str:
+        """``POST /projects``: the new project's id."""
+        with self.write() as db:
+            return self.ensure_project(db, name)
+
     def list_projects(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.read().execute("SELECT * FROM projects ORDER BY created_at, id")]
 
@@ -160,6 +165,16 @@ class Store:
             env_id = db.execute("SELECT id FROM environments WHERE is_default = 1").fetchone()[0]
             db.execute("INSERT INTO deployments VALUES (?, ?, ?, NULL)", (project_id, env_id, config_id))
         return config_id
+
+    def register_config(self, params: dict[str, Any], *, project_id: str | None = None,
+                        project_name: str | None = None, name: str | None = None,
+                        description: str | None = None) -> str:
+        """``POST /model-configs``: the config's id in the project given by id, or by name (created on
+        first use, spec §9), registered in one transaction."""
+        with self.write() as db:
+            if project_id is None:
+                project_id = self.ensure_project(db, project_name or "")
+            return self.ensure_config(db, project_id, params, name, description)
 
     def config(self, config_id: str) -> dict[str, Any]:
         row = self.read().execute("SELECT * FROM configs WHERE id = ?", (config_id,)).fetchone()
@@ -191,6 +206,11 @@ class Store:
             if set_active:
                 self._deploy(db, project_id, [self.default_environment()["id"]], None, experiment_id)
         return experiment_id
+
+    def add_experiment_config(self, experiment_id: str, config_id: str) -> None:
+        """Make ``config_id`` one of the experiment's active configs (a no-op when it already is)."""
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO experiment_configs VALUES (?, ?, 1)", (experiment_id, config_id))
 
     def experiment(self, experiment_id: str) -> dict[str, Any]:
         row = self.read().execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
@@ -297,6 +317,11 @@ class Store:
               json.dumps(log.error) if log.error else None, json.dumps(metadata),
               source, json.dumps(usage) if usage else None, int(save))
              for log in logs])
+
+    def count_logs(self, *, project_id: str | None = None, config_id: str | None = None) -> int:
+        """How many logs a project (or a config) has."""
+        column, value = ("project_id", project_id) if project_id is not None else ("config_id", config_id)
+        return self.read().execute(f"SELECT COUNT(*) FROM logs WHERE {column} = ?", (value,)).fetchone()[0]
 
     def logs(self, project_id: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         self.project_by_id(project_id)

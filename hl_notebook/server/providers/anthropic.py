@@ -11,8 +11,8 @@ from typing import Any, Iterator
 from hl_notebook.server.providers.base import (
     Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage,
 )
-from hl_notebook.server.providers.openai import (
-    READ_TIMEOUT, Upstream, estimate_tokens, extra_params, resolve_base, resolve_key,
+from hl_notebook.server.providers.upstream import (
+    Upstream, estimate_tokens, extra_params, read_timeout, resolve_base, resolve_key,
 )
 from hl_notebook.template import text_parts
 
@@ -159,7 +159,7 @@ class AnthropicProvider:
         base = resolve_base(other, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
         headers = {"x-api-key": key, "anthropic-version": API_VERSION}
         return Upstream(f"{base}/v1/messages", headers, key, self.origin,
-                        float(other.get("timeout") or READ_TIMEOUT), overloaded=frozenset({503, 529}))
+                        read_timeout(other), overloaded=frozenset({503, 529}))
 
     @staticmethod
     def _body(call: ProviderCall) -> dict[str, Any]:

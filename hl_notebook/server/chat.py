@@ -5,6 +5,7 @@ templating, sampling, storage in one transaction, response shape, streaming — 
 """
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -60,7 +61,8 @@ def _from_experiment(store: Store, experiment_id: str, project_id: str, n: int) 
     return Target(project_id, None, ids, {c: store.config(c)["params"] for c in set(ids)})
 
 
-def resolve(store: Store, endpoint: str, body: Any) -> Target:
+def resolve(store: Store, body: Any) -> Target:
+    """The project and per-sample configs the endpoint's body selects (spec §3)."""
     n = body.num_samples
     if isinstance(body, ChatRequest):
         project_id, name = _project(store, body, DEFAULT_PROJECT)
@@ -129,7 +131,7 @@ class ChatRun:
     def __init__(self, store: Store, endpoint: str, body: ChatRequestBase, mock_latency_ms: float) -> None:
         self.store, self.endpoint, self.body = store, endpoint, body
         self.mock_latency_ms = mock_latency_ms
-        self.target = resolve(store, endpoint, body)
+        self.target = resolve(store, body)
         self.groups = groups(self.target, body)
         self.log_ids = [new_id("data") for _ in range(body.num_samples)]
         self.inputs = body.inputs if body.return_inputs else {}
@@ -224,9 +226,8 @@ class ChatRun:
         finals: dict[int, StreamDelta] = {}
         prompt_tokens = generation_tokens = 0
         request: dict[str, Any] | None = None
-        items = iter([first] if first is not None else [])
         try:
-            for item in _chain(items, source):
+            for item in itertools.chain([first] if first is not None else [], source):
                 if isinstance(item, StreamUsage):
                     prompt_tokens += item.prompt_tokens
                     generation_tokens += item.generation_tokens
@@ -265,9 +266,4 @@ class ChatRun:
         session_id = self.body.session_id or (self.store.session_id_for(self.body.session_reference_id)
                                               if self.body.session_reference_id else None)
         return envelope(self.body, self.target.project_id, session_id, [entry], None, None, [])
-
-
-def _chain(*iterators: Iterator[Any]) -> Iterator[Any]:
-    for iterator in iterators:
-        yield from iterator
 

@@ -1,7 +1,7 @@
 """Pydantic request models mirroring the v4 wire schemas field for field (spec §2–§5, §9).
 
 Why: FastAPI validates bodies and publishes the OpenAPI document from these; unknown fields are
-ignored as the v4 schemas allow. Responses are built as plain dicts in ``responses.py`` and only
+ignored as the v4 schemas allow. Responses are built as plain dicts in ``bodies.py`` and only
 described here, so that validation cost stays off the hot path.
 """
 from __future__ import annotations
@@ -175,7 +175,7 @@ class DeployRequest(WireModel):
     environments: list[EnvironmentRequest] | None = None
 
 
-# -- response descriptions (documentation only; bodies are built in responses.py) -----------
+# -- response descriptions (documentation only; bodies are built in bodies.py) --------------
 class Usage(WireModel):
     prompt_tokens: int
     generation_tokens: int

@@ -5,6 +5,7 @@ object, so retries, error messages and key handling behave the same everywhere.
 """
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -16,7 +17,7 @@ import urllib3
 
 from .errors import (HLConnectionError, HLServerError, HLStreamError, HLTimeoutError, describe_body,
                      error_for_status, one_line)
-from .secrets import Secret
+from .secrets import Secret, reveal
 from .stream import sse_events
 from .wire import parse_retry_after
 
@@ -114,15 +115,15 @@ class HLClient:
 
     # -- the request loop ----------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, *, params: dict[str, Any] | None = None,
-                stream: bool = False, cancelled: Callable[[], bool] = lambda: False) -> requests.Response:
+                stream: bool = False, cancelled: Callable[[], bool] = lambda: False,
+                headers: dict[str, str] | None = None) -> requests.Response:
         """Send with retries; return a 2xx response or raise a typed HLError (message redacted)."""
         url = self.base_url + path
         attempt = 0
         while True:
             self.throttle.wait(cancelled)
             try:
-                response = self._session().request(method, url, json=body, params=params, stream=stream,
-                                                   timeout=self.timeout)
+                response = self._send(method, url, body, params=params, stream=stream, headers=headers)
             except requests.exceptions.ReadTimeout:
                 raise HLTimeoutError(f"{method} {path}: no answer from {self.base_url} within "
                                      f"{self.timeout[1]:g} s (HLSettings.read_timeout)") from None
@@ -154,6 +155,12 @@ class HLClient:
                 continue
             raise error_for_status(response.status_code, path, body_json, retry_after, method) from None
 
+    def _send(self, method: str, url: str, body: Any, **kwargs: Any) -> requests.Response:
+        """The only place a body's ``Secret`` values are revealed: while encoding it, in this frame."""
+        data = None if body is None else json.dumps(body, default=reveal, allow_nan=False).encode()
+        headers = {**(kwargs.pop("headers") or {}), **({"Content-Type": "application/json"} if data else {})}
+        return self._session().request(method, url, data=data, headers=headers, timeout=self.timeout, **kwargs)
+
     def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> Any:
         return _decode(self.request("POST", path, body, **kwargs), "POST", path)
 
@@ -164,9 +171,9 @@ class HLClient:
         return _decode(self.request("PATCH", path, body), "PATCH", path)
 
     # -- chat ----------------------------------------------------------------------------------
-    def chat(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
-             ) -> dict[str, Any]:
-        response = self.request("POST", path, body, cancelled=cancelled)
+    def chat(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False, *,
+             idempotency_key: str | None = None) -> dict[str, Any]:
+        response = self.request("POST", path, body, cancelled=cancelled, headers=_idempotency(idempotency_key))
         result = _decode(response, "POST", path)
         if not isinstance(result, dict):
             raise HLServerError(f"POST {path} returned {response.status_code} with JSON that is not a ChatResponse "
@@ -174,11 +181,12 @@ class HLClient:
                                 status_code=response.status_code, endpoint=path, body=result)
         return result
 
-    def chat_stream(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
-                    ) -> Iterator[dict[str, Any]]:
+    def chat_stream(self, path: str, body: dict[str, Any], cancelled: Callable[[], bool] = lambda: False, *,
+                    idempotency_key: str | None = None) -> Iterator[dict[str, Any]]:
         """Stream events as dicts. A mid-stream error event or a broken connection raises HLStreamError
         (partial text is kept by the caller's assembler)."""
-        response = self.request("POST", path, {**body, "stream": True}, stream=True, cancelled=cancelled)
+        response = self.request("POST", path, {**body, "stream": True}, stream=True, cancelled=cancelled,
+                                headers=_idempotency(idempotency_key))
         with response:
             try:
                 for event in sse_events(response.iter_content(chunk_size=None)):
@@ -222,6 +230,12 @@ class HLClient:
 
     def logs(self, project_id: str, page: int = 0, size: int = 100) -> dict[str, Any]:
         return self.get("/logs", project_id=project_id, page=page, size=size)
+
+
+def _idempotency(key: str | None) -> dict[str, str] | None:
+    """The ``Idempotency-Key`` header: the same on every retry of one call (servers that do not
+    know it ignore it; the local server answers a completed key from its record)."""
+    return {"Idempotency-Key": key} if key else None
 
 
 def _never_sent(exc: Exception) -> bool:

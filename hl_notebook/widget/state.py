@@ -9,32 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .command import make_specs
-from .errors import HLUsageError
-from .parse import parse_cell
-from .spec import ChatSpec
+from ..errors import HLUsageError
+from ..parse import parse_cell
+from ..plan import make_specs
+from ..spec import PARAMETER, PARAMETERS, ChatSpec
 
 ENDPOINT_LABELS = {"chat": "/chat (inline config)", "model-config": "/chat-model-config",
                    "experiment": "/chat-experiment", "deployed": "/chat-deployed"}
-PROVIDERS = ("mock", "openai", "anthropic", "openai_azure", "cohere", "google", "groq", "replicate", "ai21")
+# the controls' starting values; parameters not named here start unset
+DEFAULT_PARAMETERS = {"model": "demo-model", "provider": "mock", "temperature": 0.7, "top_p": 1.0,
+                      "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 @dataclass
 class PanelState:
-    """Everything the controls describe. Unset optional values are None (or "" for text)."""
+    """Everything the controls describe. Unset optional values are None (or "" for text).
+
+    ``parameters`` holds one value per ``spec.PARAMETERS`` entry (the /chat inline config).
+    """
 
     endpoint: str = "chat"
     project: str = ""
     messages_text: str = "system: You are a helpful assistant.\nuser: Hello!"
-    model: str = "demo-model"
-    provider: str = "mock"
-    temperature: float = 0.7
-    max_tokens: int | None = None
-    top_p: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    stop: str = ""
-    seed: int | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {p.name: DEFAULT_PARAMETERS.get(p.name)
+                                                                for p in PARAMETERS})
     model_config_id: str = ""
     experiment_id: str = ""
     environment: str = ""
@@ -45,21 +43,21 @@ class PanelState:
     comparison: list[dict[str, Any]] = field(default_factory=list)
 
     def current_config(self) -> dict[str, Any]:
-        """The inline config the controls show (only set values; -1/None/"" mean "not set")."""
-        config: dict[str, Any] = {"model": self.model.strip(), "provider": self.provider,
-                                  "temperature": float(self.temperature), "top_p": float(self.top_p),
-                                  "presence_penalty": float(self.presence_penalty),
-                                  "frequency_penalty": float(self.frequency_penalty)}
-        if self.max_tokens is not None and self.max_tokens > 0:
-            config["max_tokens"] = int(self.max_tokens)
-        if self.seed is not None:
-            config["seed"] = int(self.seed)
+        """The inline config the controls show: set values only, checked against the parameter
+        table (None, "" and max_tokens -1 — the wire's "no limit" — mean "not set")."""
+        config: dict[str, Any] = {}
+        for name, value in self.parameters.items():
+            if name == "stop" or value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            checked = PARAMETER[name].check(value.strip() if isinstance(value, str) else value)
+            if not (name == "max_tokens" and checked == -1):
+                config[name] = checked
         return config
 
     def current_selector(self) -> dict[str, Any]:
         """What picks the config on the chosen endpoint, as one comparison entry."""
         if self.endpoint == "chat":
-            if not self.model.strip():
+            if not str(self.parameters.get("model") or "").strip():
                 raise HLUsageError("/chat needs a model: fill in the model field")
             return self.current_config()
         if self.endpoint == "model-config":
@@ -88,7 +86,7 @@ class PanelState:
                 raise HLUsageError(f"inputs variable {name!r} is not defined in the notebook")
             inputs = namespace[name]
         entries = self.comparison or [{"endpoint": self.endpoint, **self.current_selector()}]
-        stop = self.stop or None
+        stop = self.parameters.get("stop") or None
         specs: list[ChatSpec] = []
         for entry in entries:
             entry = dict(entry)

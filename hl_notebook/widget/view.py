@@ -1,8 +1,9 @@
 """ChatPanel: an ipywidgets front end over PanelState and the shared run path.
 
 Why: many users would rather click than type options. The widgets only edit a PanelState; Run
-builds specs with ``PanelState.specs`` and runs them with ``execute_specs`` — the magic's path —
-on a background thread, so Stop stays clickable and finished rows are kept.
+builds specs with ``PanelState.specs`` and runs them with ``pool.run_specs`` — the magic's path —
+on a background thread, so Stop stays clickable and finished rows are kept. The config controls
+are made from ``spec.PARAMETERS``, one per parameter.
 """
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from .errors import HLError, HLUsageError
-from .panel_state import ENDPOINT_LABELS, PROVIDERS, PanelState
+from ..errors import HLError, HLUsageError
+from ..spec import PARAMETERS, Parameter
+from .state import ENDPOINT_LABELS, PanelState
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_CONTROL_ALIASES = {"stop": "stop_text", "presence_penalty": "presence", "frequency_penalty": "frequency",
-                    "num_samples": "samples", "model_config_id": "config_picker", "experiment_id": "experiment_picker"}
+_CONTROL_ALIASES = {"num_samples": "samples", "model_config_id": "config_picker",
+                    "experiment_id": "experiment_picker"}
 TABLE_COLUMNS = ["call", "sample", "endpoint", "model", "temperature", "inputs", "output", "finish_reason",
                  "total_tokens", "latency_s", "error"]
 
@@ -32,7 +34,7 @@ class ChatPanel(w.VBox):
         self.shell = shell
         self.result: "pd.DataFrame | None" = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._build()
         super().__init__([self._header, self._selector_box, self._messages_box, self._options_box,
                           self._compare_box, self._actions, self._progress, self._status, self._stream_area,
@@ -48,24 +50,12 @@ class ChatPanel(w.VBox):
                                          value=s.endpoint, description="Endpoint")
         self._project = w.Text(style=label, value=s.project, description="Project", placeholder="default")
         self._header = w.VBox([self._endpoint, self._project])
-        # /chat inline config
-        self._model = w.Text(style=label, value=s.model, description="Model")
-        self._provider = w.Dropdown(style=label, options=PROVIDERS, value=s.provider, description="Provider")
-        self._temperature = w.FloatSlider(style=label, value=s.temperature, min=0, max=2, step=0.05,
-                                          description="Temperature")
-        self._max_tokens = w.IntText(style=label, value=s.max_tokens or -1, description="Max tokens",
-                                     tooltip="-1: no limit")
-        self._top_p = w.FloatSlider(style=label, value=s.top_p, min=0, max=1, step=0.05, description="Top p")
-        self._presence = w.FloatSlider(style=label, value=s.presence_penalty, min=-2, max=2, step=0.1,
-                                       description="Presence")
-        self._frequency = w.FloatSlider(style=label, value=s.frequency_penalty, min=-2, max=2, step=0.1,
-                                        description="Frequency")
-        self._stop_text = w.Text(style=label, value=s.stop, description="Stop", placeholder="optional stop sequence")
-        self._seed = w.Text(style=label, value="" if s.seed is None else str(s.seed), description="Seed",
-                            placeholder="optional")
-        self._chat_box = w.VBox([w.HBox([self._model, self._provider]), w.HBox([self._temperature, self._top_p]),
-                                 w.HBox([self._max_tokens, self._stop_text, self._seed]),
-                                 w.HBox([self._presence, self._frequency])])
+        # /chat inline config: one control per parameter, two per row
+        self._controls = {p.name: _control(p, s.parameters.get(p.name), label) for p in PARAMETERS}
+        for name, control in self._controls.items():
+            setattr(self, f"_{name}", control)  # ``panel._temperature`` etc., as ipywidgets tests expect
+        controls = list(self._controls.values())
+        self._chat_box = w.VBox([w.HBox(controls[i:i + 2]) for i in range(0, len(controls), 2)])
         # registered configs, experiments, deployments
         self._config_picker = w.Dropdown(style=label, options=[], description="Config")
         self._experiment_picker = w.Dropdown(style=label, options=[], description="Experiment")
@@ -125,14 +115,8 @@ class ChatPanel(w.VBox):
         """Copy the controls into the state (the only place widgets are read)."""
         s = self.state
         s.endpoint, s.project, s.messages_text = self._endpoint.value, self._project.value, self._messages.value
-        s.model, s.provider, s.temperature = self._model.value, self._provider.value, self._temperature.value
-        s.max_tokens = self._max_tokens.value if self._max_tokens.value > 0 else None
-        s.top_p, s.presence_penalty = self._top_p.value, self._presence.value
-        s.frequency_penalty, s.stop = self._frequency.value, self._stop_text.value
-        seed = self._seed.value.strip()
-        if seed and not seed.lstrip("-").isdigit():
-            raise HLUsageError(f"seed {seed!r} is not a whole number")
-        s.seed = int(seed) if seed else None
+        s.parameters = {name: control.value for name, control in self._controls.items()}
+        s.current_config()  # a value out of range or of the wrong type is reported now, before Run
         s.model_config_id = self._config_picker.value or ""
         s.experiment_id = self._experiment_picker.value or ""
         s.environment = self._environment.value.strip()
@@ -155,7 +139,7 @@ class ChatPanel(w.VBox):
 
     def _on_refresh_click(self, _: Any = None) -> None:
         """Fill the config and experiment pickers from the server (the project by name)."""
-        from .connection import connect
+        from ..connection import connect
 
         try:
             client = connect().client
@@ -215,7 +199,7 @@ class ChatPanel(w.VBox):
     def _on_run_click(self, _: Any = None) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        from .connection import connect
+        from ..connection import connect
 
         try:
             connection = connect()
@@ -223,7 +207,7 @@ class ChatPanel(w.VBox):
         except HLError as exc:
             self._say(f"{type(exc).__name__}: {exc}", error=True)
             return
-        self._stop.clear()
+        self._stopping.clear()
         self._run.disabled, self._stop_button.disabled = True, False
         self._progress.max, self._progress.value = len(specs), 0
         self._progress.layout.visibility = "visible"
@@ -235,11 +219,11 @@ class ChatPanel(w.VBox):
         self._thread.start()
 
     def _run_in_background(self, specs: list, connection: Any) -> None:
-        from .runner import execute_specs
+        from ..pool import run_specs
 
         try:
-            run = execute_specs(specs, connection=connection, concurrency=self.state.concurrency, progress=False,
-                                on_delta=self._on_delta, stop=self._stop, on_result=self._on_result)
+            run = run_specs(specs, connection=connection, concurrency=self.state.concurrency, progress=False,
+                            on_delta=self._on_delta, stop=self._stopping, on_result=self._on_result)
             self._show(run)
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never lost in a thread
             self._say(f"{type(exc).__name__}: {exc}", error=True)
@@ -261,18 +245,11 @@ class ChatPanel(w.VBox):
         if len(frame):
             self.result = frame if self.result is None else pd.concat([self.result, frame], ignore_index=True)
         self._table.value = _table_html(self.result)
-        outcome = run.outcome
-        if run.fatal is not None:
-            self._say(f"{type(run.fatal).__name__}: {run.fatal}", error=True)
-        elif outcome.failed or outcome.interrupted:
-            single = outcome.total == 1 and outcome.failed
-            self._say(f"{type(outcome.failed[0].error).__name__}: {outcome.failed[0].error}" if single
-                      else outcome.summary(), error=True)
-        else:
-            self._say(outcome.summary())
+        text, problem = run.status()
+        self._say(text, error=problem)
 
     def _on_stop_click(self, _: Any = None) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._say("stopping: pending calls cancelled, finished rows kept")
 
     def _on_clear_results_click(self, _: Any = None) -> None:
@@ -311,6 +288,21 @@ class ChatPanel(w.VBox):
         """Block until the current run ends (for scripts and tests)."""
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def _control(parameter: Parameter, value: Any, style: dict[str, str]) -> w.ValueWidget:
+    """The control for one parameter: a dropdown where the wire lists the values, a number field
+    for ranged numbers (checked against the table when read, never silently clamped), else text
+    (optional whole numbers such as ``seed`` may be left blank)."""
+    description = parameter.name.replace("_", " ").capitalize()
+    common = {"description": description, "style": style, "tooltip": parameter.help}
+    if parameter.choices:
+        return w.Dropdown(options=parameter.choices, value=value, **common)
+    if parameter.kind is float:
+        return w.FloatText(value=value, **common)
+    text = "" if value is None else str(value)
+    placeholder = "no limit" if parameter.name == "max_tokens" else "optional"
+    return w.Text(value=text, placeholder=placeholder, **common)
 
 
 def _fill(picker: w.Dropdown, options: list[tuple[str, str]]) -> None:

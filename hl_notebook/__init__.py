@@ -9,13 +9,22 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# public name -> (module, attribute). No module may share a public function's name: importing
+# ``hl_notebook.sweep`` would replace the function ``hl_notebook.sweep`` with the module.
 _LAZY = {
-    "chat": ("api", "chat"), "api_client": ("api", "api_client"), "sweep": ("api", "sweep"), "history": ("archive", "history"),
-    "retry": ("rerun", "retry"), "compare": ("analysis", "compare"), "summary": ("analysis", "summary"),
-    "plot": ("analysis", "plot"), "panel": ("panel_view", "panel"), "ChatPanel": ("panel_view", "ChatPanel"),
-    "HLSettings": ("config", "HLSettings"), "HLError": ("errors", "HLError"),
+    "chat": ("api", "chat"), "sweep": ("api", "sweep"), "retry": ("api", "retry"), "api_client": ("api", "api_client"),
+    "history": ("archive", "history"), "compare": ("analysis", "compare"), "summary": ("analysis", "summary"),
+    "plot": ("analysis", "plot"), "ChatPanel": ("widget", "ChatPanel"), "HLSettings": ("config", "HLSettings"),
+    "HLError": ("errors", "HLError"),
 }
-__all__ = [*_LAZY, "load_ipython_extension", "__version__"]
+__all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
+
+
+def panel(shell: Any = None) -> Any:
+    """A new ChatPanel bound to the running IPython shell (``hl_notebook.panel()`` in a cell)."""
+    from .widget import panel as make_panel
+
+    return make_panel(shell)
 
 
 def __getattr__(name: str) -> Any:

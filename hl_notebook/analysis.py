@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import HLConfigError, HLUsageError
+from .spec import PARAMETERS
 
 if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
 
-CONFIG_CANDIDATES = ["endpoint", "model", "provider", "temperature", "max_tokens", "top_p", "presence_penalty",
-                     "frequency_penalty", "stop", "seed", "environment", "experiment_id", "model_config_id"]
+# columns that tell configs apart, in frame order
+CONFIG_CANDIDATES = ["endpoint", *(parameter.name for parameter in PARAMETERS), "environment", "experiment_id",
+                     "model_config_id"]
 
 
 def config_columns(df: "pd.DataFrame", by: Sequence[str] | None = None) -> list[str]:

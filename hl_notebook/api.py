@@ -1,17 +1,18 @@
-"""The plain Python API: ``chat()`` and ``sweep()`` for scripts, with the magic's behaviour.
+"""Front end for scripts: ``chat()``, ``sweep()`` and ``retry(df)``, with the magic's behaviour.
 
-Why: the same request path as the notebook front ends, without printing: errors are raised, and a
-sweep's failures stay rows in the returned frame.
+Why: the same plan -> pool -> frame path as the notebook front ends, without printing: errors are
+raised, and a sweep's failures stay rows in the returned frame.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .command import make_specs
 from .config import HLSettings
 from .connection import connect
+from .errors import HLUsageError
 from .parse import parse_cell
-from .runner import execute_specs
+from .plan import as_axis, make_specs
+from .pool import run_specs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,11 +34,12 @@ def chat(messages: str | Sequence[Mapping[str, Any]], *, model: str | None = Non
          provider: str | None = None, model_config_id: str | None = None, experiment_id: str | None = None,
          deployed: bool = False, environment: str | None = None, project: str | None = None,
          inputs: Mapping[str, Any] | None = None, num_samples: int = 1, stream: bool = False,
-         base_url: str | None = None, **config: Any) -> "pd.DataFrame":
+         base_url: str | None = None, other: Mapping[str, Any] | None = None, **config: Any) -> "pd.DataFrame":
     """One chat call -> DataFrame (one row per sample). ``messages`` is a cell-format string or wire dicts.
 
     Extra keyword arguments are model-config parameters (``temperature``, ``max_tokens``, ``top_p``,
-    ``stop``, ``presence_penalty``, ``frequency_penalty``, ``seed``).
+    ``stop``, ``presence_penalty``, ``frequency_penalty``, ``seed``); ``other`` holds
+    provider-specific extras (``{"base_url": ...}`` for an OpenAI-compatible server).
 
     Raises:
         HLError: any failure (the frame is not returned when the call produced nothing).
@@ -45,30 +47,61 @@ def chat(messages: str | Sequence[Mapping[str, Any]], *, model: str | None = Non
     return sweep(messages, model=model, endpoint=endpoint, provider=provider, model_config_id=model_config_id,
                  experiment_id=experiment_id, deployed=deployed, environment=environment, project=project,
                  inputs=dict(inputs) if inputs is not None else None, num_samples=num_samples, stream=stream,
-                 base_url=base_url, raise_errors=True, **config)
+                 base_url=base_url, raise_errors=True, other=other, **config)
 
 
 def sweep(messages: str | Sequence[Mapping[str, Any]], *, configs: Any = None, inputs: Any = None,
           endpoint: str | None = None, deployed: bool = False, project: str | None = None,
           num_samples: int = 1, stream: bool = False, concurrency: int | None = None,
-          progress: bool | None = False, base_url: str | None = None, raise_errors: bool = False,
-          cache: bool | None = None, **axes: Any) -> "pd.DataFrame":
+          progress: bool | None = None, base_url: str | None = None, raise_errors: bool = False,
+          cache: bool | None = None, other: Mapping[str, Any] | None = None, **axes: Any) -> "pd.DataFrame":
     """Configs × inputs × samples -> one DataFrame in declared order; failed calls are rows.
 
     Axis arguments take a value or a list (``model=["a", "b"], temperature=[0, 0.7]``); ``configs``
     is a list of config dicts or a DataFrame; ``inputs`` a dict, list of dicts or DataFrame.
-    """
-    from .command import as_axis
+    ``progress`` None follows ``HLSettings.progress``.
 
+    Raises:
+        HLInterrupted: Ctrl-C cancelled some calls (a KeyboardInterrupt).
+        HLError: with ``raise_errors``, a single call that produced nothing.
+    """
     stop = axes.pop("stop", None)
     connection = connect(base_url)
     specs = make_specs(_messages(messages), endpoint=endpoint, axes={k: as_axis(v) for k, v in axes.items()},
                        configs=configs, inputs=inputs, deployed=deployed, stop=stop,
                        project=project or HLSettings.instance().project or None, num_samples=num_samples,
-                       stream=stream, default_provider=connection.default_provider)
-    run = execute_specs(specs, connection=connection, concurrency=concurrency, progress=progress, cache=cache)
-    if run.outcome.interrupted and len(run.outcome.results) < run.outcome.total:
-        raise KeyboardInterrupt
-    if raise_errors and run.fatal is not None:
-        raise run.fatal
-    return run.frame
+                       stream=stream, default_provider=connection.default_provider, other=other)
+    run = run_specs(specs, connection=connection, concurrency=concurrency, progress=progress, cache=cache)
+    return run.result(raise_fatal=raise_errors, report=False)
+
+
+def retry(df: "pd.DataFrame", *, concurrency: int | None = None, progress: bool | None = None) -> "pd.DataFrame":
+    """A new frame: the ok rows of ``df`` plus fresh rows for every call that had an error.
+
+    The frame's ``request`` column holds each call's spec, so the frame alone is enough; each call
+    keeps its idempotency key, so a call that ran but whose answer was lost is not run twice on a
+    server that honours the key. Rows stay in (call, sample) order; calls that fail again keep
+    their (new) error.
+    """
+    import pandas as pd
+
+    from .frame import conform, to_frame
+    from .spec import spec_from_json
+
+    if "request" not in df.columns or "call" not in df.columns:
+        raise HLUsageError("retry() needs a frame returned by hl_notebook (with its call and request columns)")
+    failed = df[df["error"].notna()].drop_duplicates("call")
+    if failed.empty:
+        return df.copy()
+    calls = failed["call"].tolist()
+    specs = [spec_from_json(text) for text in failed["request"]]
+    run = run_specs(specs, concurrency=concurrency, progress=progress)
+    rerun = [int(calls[result.call]) for result in run.results]  # cancelled ones keep their old rows
+    for result, call in zip(run.results, rerun):
+        result.call = call
+    fresh = to_frame(run.results, run.configs)
+    kept = df[~df["call"].isin(rerun)]
+    merged = pd.concat([conform(kept), fresh], ignore_index=True)
+    order = merged["sample"].fillna(-1)
+    return merged.assign(_order=order).sort_values(["call", "_order"], kind="stable").drop(columns="_order") \
+        .reset_index(drop=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -29,14 +30,30 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS rows (
     record TEXT NOT NULL, PRIMARY KEY (session, run, position))"""
 
 
+_warned: set[str] = set()
+
+
 def _connect() -> sqlite3.Connection | None:
+    """The history file, or None when there is none or it cannot be used (warned once per path):
+    history is best-effort and must never cost the user a finished run's frame."""
     path = HLSettings.instance().history_path
     if not path:
         return None
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30)
-    db.execute(SCHEMA)
-    return db
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30)
+        db.execute(SCHEMA)
+        return db
+    except (OSError, sqlite3.Error) as exc:
+        _warn(path, exc)
+        return None
+
+
+def _warn(path: str, exc: Exception) -> None:
+    if path not in _warned:
+        _warned.add(path)
+        print(f"hlchat: the history file {path} cannot be used ({type(exc).__name__}: {exc}); "
+              "history is kept in memory only (set HLSettings.history_path)", file=sys.stderr)
 
 
 def record(frame: "pd.DataFrame") -> None:
@@ -54,10 +71,14 @@ def record(frame: "pd.DataFrame") -> None:
     if db is None:
         return
     records = json.loads(frame.to_json(orient="records", date_format="iso"))
-    with db:
-        db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
-                       [(SESSION, run, run_at, i, json.dumps(r)) for i, r in enumerate(records)])
-    db.close()
+    try:
+        with db:
+            db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
+                           [(SESSION, run, run_at, i, json.dumps(r)) for i, r in enumerate(records)])
+    except sqlite3.Error as exc:
+        _warn(HLSettings.instance().history_path, exc)
+    finally:
+        db.close()
 
 
 def history(all_sessions: bool = False) -> "pd.DataFrame":

@@ -35,7 +35,8 @@ class HLSettings(SingletonConfigurable):
                            "empty to keep history in memory only").tag(config=True)
     cache = Bool(False, help="answer identical requests from the local response cache").tag(config=True)
     cache_path = Unicode(str(HOME / "cache.sqlite"), help="SQLite file of the response cache").tag(config=True)
-    progress = Bool(True, help="show a progress bar for sweeps in notebooks").tag(config=True)
+    progress = Bool(None, allow_none=True, help="progress bars for sweeps: True always, False never, "
+                    "None (default) in notebooks only").tag(config=True)
     mock_latency_ms = Float(0.0, help="simulated mock latency of the embedded server").tag(config=True)
 
     @validate("connect_timeout", "read_timeout", "backoff_max")
@@ -56,6 +57,3 @@ class HLSettings(SingletonConfigurable):
             raise TraitError("max_retries must be 0 or more")
         return proposal["value"]
 
-
-def settings() -> HLSettings:
-    return HLSettings.instance()

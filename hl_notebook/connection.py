@@ -9,13 +9,13 @@ import hashlib
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .client import HLClient, RetryPolicy
 from .config import HLSettings
 from .errors import HLConfigError
-from .secrets import Secret
+from .secrets import Secret, provider_keys_from_env
 
 _clients: dict[tuple, HLClient] = {}
 _configs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -24,10 +24,12 @@ _lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Connection:
-    """A client plus what the front ends need to know about its server."""
+    """A client, the provider keys to send with its chat calls, and what front ends need to know
+    about its server. Keys are ``Secret`` objects: they show as ``***`` in any repr or traceback."""
 
     client: HLClient
     embedded: bool
+    provider_api_keys: dict[str, Secret] = field(default_factory=dict, repr=False)
 
     def config(self, config_id: str) -> dict[str, Any]:
         """A registered config's parameters (configs are immutable, so they are cached)."""
@@ -40,27 +42,39 @@ class Connection:
     @property
     def default_provider(self) -> str | None:
         """``HLSettings.provider``, else ``mock`` on the embedded server, else the wire default."""
-        return HLSettings.instance().provider or ("mock" if self.embedded else None)
+        return default_provider(None if self.embedded else self.client.base_url)
+
+
+def configured_url(base_url: str | None = None) -> str:
+    """The server URL from the override, ``%config`` or the environment; "" means the embedded server."""
+    return base_url or HLSettings.instance().base_url or os.environ.get("HUMANLOOP_BASE_URL", "")
+
+
+def default_provider(base_url: str | None = None) -> str | None:
+    """``Connection.default_provider`` known without connecting (planning must not start a server)."""
+    return HLSettings.instance().provider or (None if configured_url(base_url) else "mock")
 
 
 def connect(base_url: str | None = None, api_key: str | None = None) -> Connection:
     """The connection for these overrides and the current settings (clients are reused)."""
     settings = HLSettings.instance()
-    url = base_url or settings.base_url or os.environ.get("HUMANLOOP_BASE_URL", "")
+    url = configured_url(base_url)
     if url:
         if not url.startswith(("http://", "https://")):
             raise HLConfigError(f"base URL {url!r} must start with http:// or https://")
         key = api_key or os.environ.get(settings.api_key_env)
         if not key:
             raise HLConfigError(f"no API key for {url}: set the {settings.api_key_env} environment variable")
-        return Connection(_client(url, Secret(key), settings), embedded=False)
+        return Connection(_client(url, Secret(key), settings), embedded=False,
+                          provider_api_keys=provider_keys_from_env())
     from . import embedded
 
     server, started = embedded.shared(settings.mock_latency_ms)
     if started:
         print(f"hlchat: using the local server at {server.base_url} (mock provider); "
               "set HUMANLOOP_BASE_URL to use another", file=sys.stderr)
-    return Connection(_client(server.base_url, server.api_key, settings), embedded=True)
+    return Connection(_client(server.base_url, server.api_key, settings), embedded=True,
+                      provider_api_keys=provider_keys_from_env())
 
 
 def _client(url: str, key: Secret, settings: HLSettings) -> HLClient:

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from .executor import in_notebook
+from .pool import in_notebook
 
 MIN_INTERVAL_S = 0.05
 

@@ -5,6 +5,7 @@ Why: with no server configured, ``%%hlchat`` must still work with zero set-up, o
 """
 from __future__ import annotations
 
+import atexit
 import secrets
 import socket
 import threading
@@ -26,6 +27,8 @@ class EmbeddedServer:
     _thread: threading.Thread
 
     def stop(self) -> None:
+        """Ask uvicorn to finish (in-flight requests end, the SQLite file is closed cleanly);
+        registered with ``atexit`` for the shared server."""
         self._server.should_exit = True  # type: ignore[attr-defined]
         self._thread.join(10)
 
@@ -65,4 +68,5 @@ def shared(mock_latency_ms: float = 0.0) -> tuple[EmbeddedServer, bool]:
         if _running is not None and _running._thread.is_alive():
             return _running, False
         _running = start(mock_latency_ms=mock_latency_ms)
+        atexit.register(_running.stop)
         return _running, True

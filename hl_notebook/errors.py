@@ -25,6 +25,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
+def _render(error: BaseException, name: str) -> list[str]:
+    """One line, or the full traceback when ``HLSettings.show_traceback`` is on (pitfall 1)."""
+    from .config import HLSettings
+
+    if HLSettings.instance().show_traceback:
+        import traceback
+        return [line.rstrip("\n") for line in traceback.format_exception(error)]
+    return [f"{name}: {error}"]
+
+
 class HLError(Exception):
     """Base of every error a user can trigger. Bugs stay ordinary exceptions."""
 
@@ -32,12 +42,22 @@ class HLError(Exception):
         super().__init__(one_line(message))
 
     def _render_traceback_(self) -> list[str]:
-        from .config import HLSettings
+        return _render(self, type(self).__name__)
 
-        if HLSettings.instance().show_traceback:
-            import traceback
-            return [line.rstrip("\n") for line in traceback.format_exception(self)]
-        return [f"{type(self).__name__}: {self}"]
+
+class HLInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: still a KeyboardInterrupt, rendered as one line with what was kept."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+    def _render_traceback_(self) -> list[str]:
+        return _render(self, "KeyboardInterrupt")
+
+
+class HLInternalError(HLError):
+    """An unexpected exception inside one call (a bug): kept as that call's error row, so a sweep
+    never ends early; the original exception is its ``__cause__`` (shown with show_traceback)."""
 
 
 class HLUsageError(HLError, ValueError):

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .parse import last_user_text
-from .spec import spec_to_json
+from .spec import PARAMETERS, spec_to_json
 from .template import render
 
 if TYPE_CHECKING:
@@ -27,9 +27,8 @@ if TYPE_CHECKING:
 # (name, dtype) in order; ``inputs.<name>`` columns are inserted before OUTPUT_COLUMNS
 ID_COLUMNS = [("call", "Int64"), ("sample", "Int64"), ("log_id", "string")]
 CONFIG_COLUMNS = [
-    ("endpoint", "string"), ("project", "string"), ("project_id", "string"), ("model", "string"),
-    ("provider", "string"), ("temperature", "float64"), ("max_tokens", "Int64"), ("top_p", "float64"),
-    ("presence_penalty", "float64"), ("frequency_penalty", "float64"), ("stop", "string"), ("seed", "Int64"),
+    ("endpoint", "string"), ("project", "string"), ("project_id", "string"),
+    *((parameter.name, parameter.dtype) for parameter in PARAMETERS),
     ("environment", "string"), ("experiment_id", "string"), ("model_config_id", "string"),
 ]
 OUTPUT_COLUMNS = [
@@ -41,8 +40,7 @@ ERROR_COLUMNS = [("error", "string"), ("error_type", "string")]
 # last: the call as JSON (no keys), what ``retry(df)`` re-runs failed rows from
 REQUEST_COLUMNS = [("request", "string")]
 VOLATILE_COLUMNS = ["log_id", "latency_s", "created_at", "cached", "project_id"]
-CONFIG_KEYS = [name for name, _ in CONFIG_COLUMNS if name not in
-               ("endpoint", "project", "project_id", "environment", "experiment_id", "model_config_id")]
+CONFIG_KEYS = [parameter.name for parameter in PARAMETERS]
 
 
 def columns(input_names: Iterable[str] = ()) -> list[tuple[str, str]]:

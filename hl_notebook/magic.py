@@ -1,22 +1,30 @@
-"""The ``%%hlchat`` cell magic and ``%hlchat_history`` line magic.
+"""Front end for notebooks: the ``%%hlchat`` cell magic and the ``%hlchat_history``/``%hlchat_panel`` line magics.
 
-Why: the notebook front end. It only adapts: options -> ChatCommand -> run -> frame -> history;
-all logic lives in command/grid/spec/sweep/frame so the panel and the Python API share it.
+Why: the whole notebook adapter lives here and only adapts: options + cell -> ``plan.make_specs`` ->
+``pool.run_specs`` -> ``Run.result``. Importing it loads IPython only; the server, requests and
+pandas are imported when a cell actually runs, so a bad cell is rejected cheaply.
 """
 from __future__ import annotations
 
 import re
-import sys
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .errors import HLError, HLUsageError, did_you_mean
+from .errors import HLUsageError, did_you_mean
+from .spec import PARAMETERS, ChatSpec
 
-OPTION_NAMES: list[str] = []  # filled below from the parser, for did-you-mean
 
+def parameter_arguments() -> Callable[[Any], Any]:
+    """One option per model-config parameter, from ``spec.PARAMETERS`` (in its order)."""
+    def decorate(func: Any) -> Any:
+        for parameter in reversed(PARAMETERS):  # decorators are listed in reverse (magic_arguments)
+            extra = {"action": "append"} if not parameter.sweep else {}
+            func = argument(parameter.option, dest=parameter.name, help=parameter.help, **extra)(func)
+        return func
+    return decorate
 
 
 @magics_class
@@ -27,15 +35,9 @@ class HLChatMagics(Magics):
     @magic_arguments()
     @argument("--endpoint", help="Endpoint: chat, deployed, experiment or model-config. "
               "Usually implied by the options below.")
-    @argument("--model", help="Model name for /chat; a comma list sweeps several models.")
-    @argument("--provider", help="Provider of the inline config (mock, openai, anthropic, …); comma list sweeps.")
-    @argument("--temperature", help="Sampling temperature; a comma list such as 0,0.7 sweeps.")
-    @argument("--max-tokens", dest="max_tokens", help="Largest number of tokens to generate; comma list sweeps.")
-    @argument("--top-p", dest="top_p", help="Nucleus sampling probability; comma list sweeps.")
-    @argument("--stop", action="append", help="A stop sequence; repeat the option for several.")
-    @argument("--presence-penalty", dest="presence_penalty", help="Presence penalty, -2 to 2; comma list sweeps.")
-    @argument("--frequency-penalty", dest="frequency_penalty", help="Frequency penalty, -2 to 2; comma list sweeps.")
-    @argument("--seed", help="Seed for best-effort determinism; comma list sweeps.")
+    @parameter_arguments()
+    @argument("--other", metavar="VAR", help="A dict of provider-specific extras for the inline config "
+              "(model_config.other), e.g. {'base_url': 'http://127.0.0.1:8080/v1'}.")
     @argument("--model-config-id", dest="model_config_id",
               help="Registered config id(s) for /chat-model-config; comma list sweeps.")
     @argument("--experiment-id", dest="experiment_id", help="Experiment id(s) for /chat-experiment.")
@@ -87,14 +89,12 @@ class HLChatMagics(Magics):
           In [4]: %%hlchat --model-config-id config_abc --stream
              ...: user: Tell me a story.
         """
-        from .runner import run_magic
-
         return run_magic(self.shell, parse_options(line), cell)
 
     @line_magic
     def hlchat_panel(self, line: str) -> Any:
         """Show the chat panel: the same calls and sweeps as %%hlchat, with controls."""
-        from .panel_view import panel
+        from .widget import panel
 
         return panel(self.shell)
 
@@ -106,17 +106,22 @@ class HLChatMagics(Magics):
         return history(all_sessions="--all" in line.split())
 
 
-def parse_options(line: str) -> Any:
-    """The magic line -> argparse namespace; any mistake is a one-line HLUsageError."""
-    try:
-        return parse_argstring(HLChatMagics.hlchat, line)
-    except (UsageError, ValueError) as exc:  # ValueError: unbalanced quotes in the line
-        raise _usage_error(str(exc)) from None
-
-
 # MagicArgumentParser does not take allow_abbrev; argparse reads the attribute at parse time, so
 # "--temp" is an unknown option (with a did-you-mean) rather than a silent prefix of "--temperature"
 HLChatMagics.hlchat.parser.allow_abbrev = False  # type: ignore[attr-defined]
+OPTION_NAMES = [o for action in HLChatMagics.hlchat.parser._actions  # type: ignore[attr-defined]
+                for o in action.option_strings]
+
+
+def parse_options(line: str) -> Any:
+    """The magic line -> argparse namespace; any mistake is a one-line HLUsageError."""
+    try:
+        args = parse_argstring(HLChatMagics.hlchat, line)
+    except (UsageError, ValueError) as exc:  # ValueError: unbalanced quotes in the line
+        raise _usage_error(str(exc)) from None
+    if args.out is not None and not args.out.isidentifier():
+        raise HLUsageError(f"--out {args.out!r} is not a valid variable name")
+    return args
 
 
 def _usage_error(message: str) -> HLUsageError:
@@ -124,19 +129,62 @@ def _usage_error(message: str) -> HLUsageError:
     unknown = re.search(r"unrecognized arguments: (\S+)", message)
     if unknown:
         option = unknown.group(1).split("=")[0]
-        prefixed = [name for name in _option_names() if name.startswith(option)]
-        hint = f"; did you mean {prefixed[0]}?" if len(prefixed) == 1 else did_you_mean(option, _option_names())
+        prefixed = [name for name in OPTION_NAMES if name.startswith(option)]
+        hint = f"; did you mean {prefixed[0]}?" if len(prefixed) == 1 else did_you_mean(option, OPTION_NAMES)
         return HLUsageError(f"unknown option {option}{hint}")
     return HLUsageError(message.replace("\n", " "))
 
 
-def _option_names() -> list[str]:
-    if not OPTION_NAMES:
-        parser = HLChatMagics.hlchat.parser  # type: ignore[attr-defined]
-        OPTION_NAMES.extend(o for action in parser._actions for o in action.option_strings)
-    return OPTION_NAMES
+def magic_specs(args: Any, cell: str, namespace: Mapping[str, Any], default_provider: str | None) -> list[ChatSpec]:
+    """Parsed ``%%hlchat`` options + cell body -> ChatSpecs. No network: every mistake found here
+    is reported with nothing sent."""
+    from .config import HLSettings
+    from .parse import parse_cell
+    from .plan import AXIS_NAMES, axis_values, make_specs
+
+    messages = parse_cell(cell)
+    return make_specs(
+        messages, endpoint=args.endpoint,
+        axes={n: axis_values(n, getattr(args, n), namespace) for n in AXIS_NAMES},
+        configs=_variable(namespace, args.configs, "--configs"), inputs=_variable(namespace, args.inputs, "--inputs"),
+        deployed=args.deployed, stop=(args.stop[0] if len(args.stop) == 1 else list(args.stop)) if args.stop else None,
+        project=args.project or HLSettings.instance().project or None, num_samples=args.num_samples,
+        stream=args.stream, save=not args.no_save, metadata=_variable(namespace, args.metadata, "--metadata"),
+        session_id=args.session_id, default_provider=default_provider, namespace=namespace,
+        other=_variable(namespace, args.other, "--other"))
 
 
-def show_error(exc: HLError) -> None:
-    """Print an error the way IPython would render it (used where we must not raise)."""
-    print("\n".join(exc._render_traceback_()), file=sys.stderr)
+def run_magic(shell: Any, args: Any, cell: str) -> Any:
+    """``%%hlchat``: options + cell -> specs -> run -> frame (assigned to ``--out`` before any raise)."""
+    from .connection import connect
+    from .display import StreamView
+    from .pool import run_specs
+
+    # plan before connecting: a bad cell never starts the embedded server
+    specs = magic_specs(args, cell, shell.user_ns, _default_provider(args.base_url))
+    connection = connect(args.base_url)
+    view = StreamView() if args.stream else None
+    try:
+        run = run_specs(specs, connection=connection, concurrency=args.concurrency,
+                        on_delta=view.on_delta if view else None, tick=view.flush if view else None,
+                        cache=args.cache or None)
+    finally:
+        if view:
+            view.close()
+    if args.out:
+        shell.user_ns[args.out] = run.frame
+    return run.result(kept_in=args.out)
+
+
+def _default_provider(base_url: str | None) -> str | None:
+    from .connection import default_provider
+
+    return default_provider(base_url)
+
+
+def _variable(namespace: Mapping[str, Any], name: str | None, option: str) -> Any:
+    if name is None:
+        return None
+    if name not in namespace:
+        raise HLUsageError(f"{option} {name!r} is not defined in the notebook")
+    return namespace[name]

@@ -55,12 +55,10 @@ def remember(value: str | None) -> None:
             _known.add(value)
 
 
-def provider_keys_from_env() -> dict[str, str]:
-    """The body's ``provider_api_keys`` from the usual environment variables (remembered for redaction)."""
-    keys = {slot: os.environ[var] for slot, var in PROVIDER_KEY_ENV.items() if os.environ.get(var)}
-    for value in keys.values():
-        remember(value)
-    return keys
+def provider_keys_from_env() -> dict[str, Secret]:
+    """The body's ``provider_api_keys`` from the usual environment variables, wrapped (and so
+    remembered for redaction) until the client encodes the body."""
+    return {slot: Secret(os.environ[var]) for slot, var in PROVIDER_KEY_ENV.items() if os.environ.get(var)}
 
 
 def redact(value: Any) -> Any:
@@ -78,3 +76,10 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value
+
+
+def reveal(value: Any) -> Any:
+    """``json.dumps(default=reveal)``: a Secret's value at the moment of encoding, nowhere earlier."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -6,8 +6,9 @@ the same ``build_body`` -> client -> frame path, so the same inputs give the sam
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from .errors import HLUsageError, did_you_mean
 
@@ -21,12 +22,72 @@ ENDPOINTS: dict[str, tuple[str, str | None]] = {
     "model-config": ("/chat-model-config", "model_config_id"),
 }
 
-# inline model-config parameters (spec §5) the options and panel can set, with their wire types
-CONFIG_PARAMS: dict[str, type] = {
-    "model": str, "provider": str, "temperature": float, "max_tokens": int, "top_p": float,
-    "stop": str, "presence_penalty": float, "frequency_penalty": float, "seed": int,
-}
+@dataclass(frozen=True)
+class Parameter:
+    """One inline model-config parameter (spec §5): the single declaration every front end derives from.
 
+    The magic's option, the panel's control, the frame's column and the comparison axes are all
+    built from ``PARAMETERS``, so adding a parameter is one line here.
+    """
+
+    name: str  # wire field of model_config, frame column, ``--name-with-dashes`` option
+    kind: type  # wire type: str, float or int
+    help: str  # the option's help and the control's tooltip
+    low: float | None = None  # inclusive range (None: unbounded)
+    high: float | None = None
+    sweep: bool = True  # takes a comma list / several values (a comparison axis)
+    choices: tuple[str, ...] = ()  # the values the wire accepts (spec §5), where it lists them
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def dtype(self) -> str:
+        """The frame column's dtype (nullable integers; lists such as ``stop`` as JSON strings)."""
+        return {str: "string", float: "float64", int: "Int64"}[self.kind]
+
+    def check(self, value: Any, label: str | None = None) -> Any:
+        """``value`` converted to the wire type and range-checked; HLUsageError (naming ``label``,
+        default the option) says what is allowed."""
+        label = label or self.option
+        if self.kind is str:
+            return value if isinstance(value, (str, list)) else str(value)
+        if isinstance(value, bool):
+            raise HLUsageError(f"{label}: {value!r} is not a number")
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError, OverflowError):
+            raise HLUsageError(f"{label}: {value!r} is not a valid {self.kind.__name__}") from None
+        if self.kind is int and number != value and not isinstance(value, str):
+            raise HLUsageError(f"{label}: {value!r} is not a whole number")
+        if not math.isfinite(number):
+            raise HLUsageError(f"{label}: {value!r} is not a finite number")
+        if (self.low is not None and number < self.low) or (self.high is not None and number > self.high):
+            raise HLUsageError(f"{label}: {value!r} is out of range ({self.range_text})")
+        return number
+
+    @property
+    def range_text(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g} to {self.high:g}"
+        return f"at least {self.low:g}" if self.low is not None else f"at most {self.high:g}"
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("model", str, "Model name for /chat; a comma list sweeps several models."),
+    Parameter("provider", str, "Provider of the inline config (mock, openai, anthropic, …); a comma list sweeps.",
+              choices=("mock", "openai", "anthropic", "openai_azure", "cohere", "google", "groq", "replicate",
+                       "ai21")),
+    Parameter("temperature", float, "Sampling temperature, 0 to 2; a comma list such as 0,0.7 sweeps.", 0, 2),
+    Parameter("max_tokens", int, "Largest number of tokens to generate (-1: no limit); a comma list sweeps.", -1),
+    Parameter("top_p", float, "Nucleus sampling probability, 0 to 1; a comma list sweeps.", 0, 1),
+    Parameter("presence_penalty", float, "Presence penalty, -2 to 2; a comma list sweeps.", -2, 2),
+    Parameter("frequency_penalty", float, "Frequency penalty, -2 to 2; a comma list sweeps.", -2, 2),
+    Parameter("stop", str, "A stop sequence; repeat the option for several.", sweep=False),
+    Parameter("seed", int, "Seed for best-effort determinism; a comma list sweeps."),
+)
+PARAMETER = {parameter.name: parameter for parameter in PARAMETERS}
 
 @dataclass(frozen=True)
 class ChatSpec:
@@ -51,6 +112,8 @@ class ChatSpec:
     metadata: dict[str, Any] | None = None
     session_id: str | None = None
     source: str = "hl_notebook"
+    # the call's Idempotency-Key, set when it is first sent; not part of what the call *is*
+    call_key: str | None = field(default=None, compare=False)
 
     @property
     def path(self) -> str:
@@ -92,8 +155,9 @@ def validate_spec(spec: ChatSpec) -> None:
         raise HLUsageError("--num-samples must be at least 1")
 
 
-def build_body(spec: ChatSpec, provider_api_keys: dict[str, str] | None = None) -> dict[str, Any]:
-    """The wire body for ``spec`` (spec §2–§5). Keys go only into ``provider_api_keys``."""
+def build_body(spec: ChatSpec, provider_api_keys: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The wire body for ``spec`` (spec §2–§5). Keys go only into ``provider_api_keys``, as the
+    ``Secret`` objects they arrive as: the client reveals them while encoding, nowhere else."""
     body: dict[str, Any] = {"messages": list(spec.messages), "num_samples": spec.num_samples,
                             "stream": spec.stream, "inputs": dict(spec.inputs), "save": spec.save,
                             "source": spec.source}
@@ -112,7 +176,8 @@ def build_body(spec: ChatSpec, provider_api_keys: dict[str, str] | None = None) 
 
 
 SPEC_FIELDS = ("endpoint", "messages", "model_config", "model_config_id", "experiment_id", "environment",
-               "project", "project_id", "inputs", "num_samples", "stream", "save", "metadata", "session_id", "source")
+               "project", "project_id", "inputs", "num_samples", "stream", "save", "metadata", "session_id", "source",
+               "call_key")
 
 
 def spec_to_json(spec: ChatSpec) -> str:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from hl_notebook.frame import VOLATILE_COLUMNS
-from hl_notebook.panel_view import ChatPanel
+from hl_notebook.widget import ChatPanel
 
 
 @pytest.fixture

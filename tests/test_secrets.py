@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from hl_notebook.config import HLSettings
-from hl_notebook.panel_view import ChatPanel
+from hl_notebook.widget import ChatPanel
 from support import ServerProcess, closed_port_url
 
 HL_KEY = "hl-CANARY-3c9d1e7f5a"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hl_notebook.command import axis_values, make_specs
+from hl_notebook.plan import axis_values, make_specs
 from hl_notebook.errors import HLUsageError, MissingInputError
 from hl_notebook.spec import build_body
 

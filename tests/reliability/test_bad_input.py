@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hl_notebook.errors import HLUsageError
 from hl_notebook.magic import parse_options
 from hl_notebook.parse import ROLES, parse_cell
-from hl_notebook.runner import magic_specs
+from hl_notebook.magic import magic_specs
 
 ROLE_LINES = st.sampled_from([f"{r}:" for r in ROLES] + ["usr:", "sytem:", "User: hi", "\\user: x", "[", "]", "{{x}}"])
 BODY = st.lists(st.one_of(st.text(max_size=40), ROLE_LINES), max_size=12).map("\n".join)

@@ -1,0 +1,277 @@
+"""Stage 2, pool: run many ChatSpecs on a bounded thread pool; results in declared order, nothing lost.
+
+Why: comparisons are configs × inputs × samples; they must run concurrently (one HTTP session per
+worker), survive failing calls (a failed call is a row), and on KeyboardInterrupt cancel what is
+pending but keep what finished. Threads, not asyncio: ``asyncio.run`` fails inside a kernel (pitfall 6).
+What a finished run means for the user — raise, or report one line — is decided once, by ``Run``,
+for the magic, the panel and the Python API alike.
+"""
+from __future__ import annotations
+
+import itertools
+import signal
+import sys
+import threading
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from .call import CallResult, DeltaCallback, execute
+from .config import HLSettings
+from .connection import Connection, connect
+from .errors import HLError, HLInterrupted, HLUsageError
+from .spec import ChatSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .cache import ResponseCache
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) run: results in declared order, and the frame built from them.
+
+    ``results`` holds a row source for every spec that finished; cancelled calls are missing and
+    counted in ``cancelled``.
+    """
+
+    results: list[CallResult]
+    total: int
+    interrupted: bool = False
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _frame: "pd.DataFrame | None" = None
+
+    @property
+    def frame(self) -> "pd.DataFrame":
+        if self._frame is None:
+            from .frame import to_frame
+
+            self._frame = to_frame(self.results, self.configs)
+        return self._frame
+
+    @property
+    def failed(self) -> list[CallResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def cancelled(self) -> int:
+        return self.total - len(self.results)
+
+    @property
+    def fatal(self) -> HLError | None:
+        """The error of a single call that produced nothing at all: the front end raises it."""
+        if self.total == 1 and len(self.results) == 1 and self.results[0].error is not None:
+            if not (self.results[0].response or {}).get("data"):
+                return self.results[0].error
+        return None
+
+    def summary(self) -> str:
+        """One line, e.g. ``118 ok, 2 failed (HLRateLimitError ×2); see the error column``."""
+        failed = self.failed
+        text = f"{len(self.results) - len(failed)} ok, {len(failed)} failed"
+        if failed:
+            counts = Counter(type(r.error).__name__ for r in failed)
+            text += " (" + ", ".join(f"{name} ×{n}" for name, n in counts.most_common()) + "); see the error column"
+        if self.cancelled:
+            text += f"; {self.cancelled} cancelled"
+        return text
+
+    def status(self) -> tuple[str, bool]:
+        """The line a front end shows after the run, and whether it reports a problem."""
+        if self.fatal is not None:
+            return f"{type(self.fatal).__name__}: {self.fatal}", True
+        failed = self.failed
+        if self.total == 1 and failed:
+            return f"{type(failed[0].error).__name__}: {failed[0].error}", True
+        return self.summary(), bool(failed or self.cancelled)
+
+    def result(self, *, raise_fatal: bool = True, report: bool = True, kept_in: str | None = None
+               ) -> "pd.DataFrame":
+        """The frame, applying the one rule of every front end.
+
+        Interrupted with calls cancelled -> ``HLInterrupted`` (a KeyboardInterrupt, one line);
+        a single call with nothing received -> its error (with ``raise_fatal``); otherwise the
+        frame, with one line on stderr (``report``) when some calls failed.
+        """
+        if self.interrupted and self.cancelled:
+            raise HLInterrupted(self.summary() + (f"; rows so far are in {kept_in}" if kept_in else ""))
+        if raise_fatal and self.fatal is not None:
+            raise self.fatal
+        text, problem = self.status()
+        if report and problem:
+            print(text, file=sys.stderr)
+        return self.frame
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where a widget progress bar can render)."""
+    shell = sys.modules.get("IPython") and __import__("IPython").get_ipython()
+    return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def show_progress(requested: bool | None) -> bool:
+    """An explicit request wins; else ``HLSettings.progress`` (True/False), else notebooks only."""
+    if requested is not None:
+        return requested
+    setting = HLSettings.instance().progress
+    return in_notebook() if setting is None else setting
+
+
+class Progress:
+    """A tqdm bar with done/failed counts, or nothing."""
+
+    def __init__(self, total: int, show: bool) -> None:
+        self.bar = None
+        self.failed = 0
+        if show:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc="hlchat", unit="call", leave=True)
+
+    def update(self, result: CallResult) -> None:
+        self.failed += not result.ok
+        if self.bar is not None:
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None,
+              concurrency: int | None = None, progress: bool | None = None,
+              on_delta: DeltaCallback | None = None, stop: threading.Event | None = None,
+              on_result: Callable[[CallResult], None] | None = None, tick: Callable[[], None] | None = None,
+              cache: bool | None = None) -> Run:
+    """Run ``specs`` (call number = position) and return a Run with results in declared order.
+
+    KeyboardInterrupt (or ``stop`` being set) cancels pending calls; finished results are kept and
+    ``interrupted`` is set. ``tick`` is called on the calling thread while waiting (the stream view
+    draws there). ``cache`` (default ``HLSettings.cache``) answers identical requests locally.
+    """
+    settings = HLSettings.instance()
+    concurrency = settings.concurrency if concurrency is None else concurrency
+    if concurrency < 1:
+        raise HLUsageError("--concurrency must be at least 1")
+    connection = connection or connect()
+    response_cache = _cache(cache)
+    stop = stop or threading.Event()
+    bar = Progress(len(specs), show_progress(progress) and len(specs) > 1)
+    done: dict[int, CallResult] = {}
+    run = Run([], len(specs))
+
+    def one(index: int) -> CallResult:
+        cached = response_cache.get(specs[index]) if response_cache else None
+        if cached is not None:
+            return CallResult(index, specs[index], cached, latency_s=0.0, cached=True)
+        result = execute(connection, specs[index], index, on_delta=on_delta, cancelled=stop.is_set)
+        if response_cache and result.ok and result.response:
+            response_cache.put(specs[index], result.response)
+        return result
+
+    def finish(result: CallResult) -> None:
+        done[result.call] = result
+        bar.update(result)
+        if on_result:
+            on_result(result)
+
+    try:
+        if len(specs) == 1 or concurrency == 1:
+            for index in range(len(specs)):
+                if stop.is_set():
+                    break
+                finish(one(index))
+        else:
+            with _interrupt_sets(stop):
+                _run_pool(len(specs), one, finish, min(concurrency, len(specs)), stop, tick or (lambda: None))
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        stop.set()
+        bar.close()
+    run.interrupted = run.interrupted or len(done) < len(specs)
+    run.results = [done[i] for i in sorted(done)]
+    run.configs = _config_params(connection, run.results)
+    if run.results:
+        from . import archive
+
+        archive.record(run.frame)
+    return run
+
+
+def _cache(requested: bool | None) -> "ResponseCache | None":
+    settings = HLSettings.instance()
+    if requested or (requested is None and settings.cache):
+        from .cache import ResponseCache
+
+        return ResponseCache(settings.cache_path)
+    return None
+
+
+@contextmanager
+def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """While the pool runs, SIGINT (a kernel interrupt) sets ``stop`` instead of raising.
+
+    A KeyboardInterrupt raised inside ``concurrent.futures.wait`` can leave a future's lock held
+    and deadlock the workers; setting ``stop`` lets the loop end cleanly. KeyboardInterrupt is
+    raised afterwards, so callers see the interrupt as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+
+
+def _run_pool(total: int, one: Callable[[int], CallResult], finish: Callable[[CallResult], None],
+              workers: int, stop: threading.Event, tick: Callable[[], None]) -> None:
+    """At most ``workers`` calls are submitted at a time: cancelling is then only a matter of not
+    submitting more, and waiting never walks a list of every pending call."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hlchat")
+    upcoming = iter(range(total))
+    running: set[Future] = set()
+    try:
+        for index in itertools.islice(upcoming, workers):
+            running.add(pool.submit(one, index))
+        while running and not stop.is_set():
+            # short waits keep the main thread responsive to KeyboardInterrupt
+            finished, running = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
+            for future in finished:
+                finish(future.result())
+                index = next(upcoming, None)
+                if index is not None and not stop.is_set():
+                    running.add(pool.submit(one, index))
+            tick()
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for future in running:  # finished between the last wait and the stop: keep them
+            if future.done() and not future.cancelled():
+                finish(future.result())
+
+
+def _config_params(connection: Connection, results: list[CallResult]) -> dict[str, dict[str, Any]]:
+    """Parameters of the configs the server chose (deployed, experiment, by id), for the frame."""
+    ids = {entry.get("model_config_id") for r in results if r.spec.endpoint != "chat" and r.response
+           for entry in r.response.get("data") or [] if isinstance(entry, dict)} - {None}
+    params: dict[str, dict[str, Any]] = {}
+    for config_id in sorted(ids):
+        try:
+            params[config_id] = connection.config(config_id)
+        except HLError:
+            continue
+    return params

@@ -11,6 +11,7 @@ import pytest
 
 from hl_notebook.call import execute
 from hl_notebook.client import HLClient, RetryPolicy
+from hl_notebook.connection import Connection
 from hl_notebook.errors import HLAuthError, HLNotFoundError, HLValidationError
 from hl_notebook.secrets import Secret
 from hl_notebook.spec import ChatSpec, build_body
@@ -103,9 +104,9 @@ def test_num_samples_returns_one_entry_per_sample(client, setup):
 @pytest.mark.parametrize("endpoint", ["chat", "model-config", "deployed"])
 def test_stream_equals_the_non_streamed_response(client, setup, endpoint):
     spec = ChatSpec(**{**specs(setup)[endpoint].__dict__, "num_samples": 2})
-    plain = execute(client, spec)
+    plain = execute(Connection(client, embedded=False), spec)
     deltas: dict[int, list[str]] = defaultdict(list)
-    streamed = execute(client, ChatSpec(**{**spec.__dict__, "stream": True}),
+    streamed = execute(Connection(client, embedded=False), ChatSpec(**{**spec.__dict__, "stream": True}),
                        on_delta=lambda call, index, delta: deltas[index].append(delta))
     assert plain.ok and streamed.ok, (plain.error, streamed.error)
 

@@ -12,6 +12,7 @@ import pytest
 
 from hl_notebook.call import execute
 from hl_notebook.client import HLClient, RetryPolicy
+from hl_notebook.connection import Connection
 from hl_notebook.errors import (HLAuthError, HLConnectionError, HLRateLimitError, HLServerError, HLStreamError,
                                 HLTimeoutError)
 from hl_notebook.secrets import Secret
@@ -41,9 +42,14 @@ def assert_one_line(error: Exception) -> None:
     assert KEY not in text
 
 
+def run(client: HLClient, spec: ChatSpec, **kwargs):
+    """``execute`` over a connection to ``client`` (no provider keys)."""
+    return execute(Connection(client, embedded=False), spec, **kwargs)
+
+
 def run_stream(server: RawServer, **kwargs):
     deltas: list[tuple[int, str]] = []
-    result = execute(client_for(server.base_url, **kwargs), STREAM_SPEC,
+    result = run(client_for(server.base_url, **kwargs), STREAM_SPEC,
                      on_delta=lambda call, index, delta: deltas.append((index, delta)))
     return result, deltas
 
@@ -110,7 +116,7 @@ def test_unreadable_body_on_a_management_call_is_typed_too():
 
 def test_execute_keeps_the_unreadable_body_error_on_the_result():
     with RawServer(reply(200, b'{"data": [')) as server:
-        result = execute(client_for(server.base_url), SPEC)
+        result = run(client_for(server.base_url), SPEC)
     assert not result.ok and isinstance(result.error, HLServerError)
     assert result.response is None
 
@@ -260,7 +266,7 @@ def test_interleaved_samples_and_done_sentinel_over_the_wire():
     spec = ChatSpec("chat", SPEC.messages, model_config=SPEC.model_config, stream=True, num_samples=2)
     pieces = (event("a", 0), event("x", 1), event("b", 0, "stop"), b"data: [DONE]\n\n", event("y", 1, "length"))
     with RawServer(stream(*pieces)) as server:
-        result = execute(client_for(server.base_url), spec)
+        result = run(client_for(server.base_url), spec)
     assert result.ok, result.error
     assert [(s["index"], s["output"], s["finish_reason"]) for s in result.response["data"]] == [
         (0, "ab", "stop"), (1, "xy", "length")]

@@ -9,9 +9,11 @@ import re
 import socket
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 STARTUP_TIMEOUT = 10.0
 
@@ -77,6 +79,32 @@ def serve_raw(response: bytes) -> Iterator[str]:
     finally:
         thread.join(STARTUP_TIMEOUT)
         listener.close()
+
+
+def provider_app(path: str, *, refuse: Callable[[Request, dict[str, Any]], Response | None],
+                 answer: Callable[[dict[str, Any]], dict[str, Any]],
+                 events: Callable[[dict[str, Any]], Iterator[str]]) -> FastAPI:
+    """A fake provider endpoint ``POST path``, the plumbing both fakes share.
+
+    Every request body is appended to ``app.state.requests`` first. Then ``refuse`` may answer (a
+    wrong key, a request the real API rejects, a failure picked by the model name); otherwise a body
+    with ``stream: true`` gets the SSE text of ``events``, and any other the JSON of ``answer``.
+    """
+    app = FastAPI()
+    app.state.requests = []
+
+    @app.post(path)
+    async def endpoint(request: Request) -> Response:
+        body = await request.json()
+        app.state.requests.append(body)
+        refused = refuse(request, body)
+        if refused is not None:
+            return refused
+        if body.get("stream"):
+            return StreamingResponse(events(body), media_type="text/event-stream")
+        return JSONResponse(answer(body))
+
+    return app
 
 
 def text_of(content: Any) -> str:

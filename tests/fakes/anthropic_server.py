@@ -13,9 +13,9 @@ import json
 from typing import Any, Iterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from tests.fakes import count_words, pieces, reply, text_of
+from tests.fakes import count_words, pieces, provider_app, reply, text_of
 
 FIELDS = {"model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences",
           "stream", "metadata", "tools", "tool_choice"}
@@ -100,15 +100,16 @@ def _events(body: dict[str, Any]) -> Iterator[str]:
     yield _event({"type": "message_stop"})
 
 
+def _message(body: dict[str, Any]) -> dict[str, Any]:
+    blocks, reason, usage = _answer(body)
+    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"], "content": blocks,
+            "stop_reason": reason, "stop_sequence": None, "usage": usage}
+
+
 def create_app(api_key: str) -> FastAPI:
     """The fake; every request body received is appended to ``app.state.requests``."""
-    app = FastAPI()
-    app.state.requests = []
 
-    @app.post("/v1/messages")
-    async def messages(request: Request) -> Response:
-        body = await request.json()
-        app.state.requests.append(body)
+    def refuse(request: Request, body: dict[str, Any]) -> Response | None:
         if request.headers.get("x-api-key") != api_key:
             return _error(401, "authentication_error", "invalid x-api-key")
         problem = _invalid(request, body)
@@ -117,10 +118,6 @@ def create_app(api_key: str) -> FastAPI:
         if body["model"] in FAILURES:
             status, type, message = FAILURES[body["model"]]
             return _error(status, type, message, {"Retry-After": "2"} if status in (429, 529) else None)
-        if body.get("stream"):
-            return StreamingResponse(_events(body), media_type="text/event-stream")
-        blocks, reason, usage = _answer(body)
-        return JSONResponse({"id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
-                             "content": blocks, "stop_reason": reason, "stop_sequence": None, "usage": usage})
+        return None
 
-    return app
+    return provider_app("/v1/messages", refuse=refuse, answer=_message, events=_events)

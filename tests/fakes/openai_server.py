@@ -12,9 +12,9 @@ import json
 from typing import Any, Iterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from tests.fakes import count_words, pieces, reply, text_of
+from tests.fakes import count_words, pieces, provider_app, reply, text_of
 
 FINISH = {"end": "stop", "stop": "stop", "length": "length"}
 
@@ -97,28 +97,22 @@ def _chunks(body: dict[str, Any]) -> Iterator[str]:
     yield f"data: [DONE]{end}{end}"
 
 
+FAILURES = {
+    "fail-429": (429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", {"Retry-After": "2"}),
+    "fail-500": (500, "The server had an error while processing your request.", "server_error", None, None),
+    "fail-404": (404, "The model `fail-404` does not exist", "invalid_request_error", "model_not_found", None),
+}
+
+
 def create_app(api_key: str) -> FastAPI:
     """The fake; every request body received is appended to ``app.state.requests``."""
-    app = FastAPI()
-    app.state.requests = []
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        body = await request.json()
-        app.state.requests.append(body)
+    def refuse(request: Request, body: dict[str, Any]) -> Response | None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ")
         if given != api_key:
             return _error(401, f"Incorrect API key provided: {given}.", "invalid_request_error", "invalid_api_key")
-        model = body.get("model")
-        if model == "fail-429":
-            return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
-                          {"Retry-After": "2"})
-        if model == "fail-500":
-            return _error(500, "The server had an error while processing your request.", "server_error")
-        if model == "fail-404":
-            return _error(404, f"The model `{model}` does not exist", "invalid_request_error", "model_not_found")
-        if body.get("stream"):
-            return StreamingResponse(_chunks(body), media_type="text/event-stream")
-        return JSONResponse(_completion(body))
+        if body.get("model") in FAILURES:
+            return _error(*FAILURES[body["model"]])
+        return None
 
-    return app
+    return provider_app("/v1/chat/completions", refuse=refuse, answer=_completion, events=_chunks)

@@ -5,32 +5,11 @@ registration, dedup and deployment rules behind them (humanloop-v4-chat-api.md Â
 """
 from __future__ import annotations
 
-import re
-import uuid
 from typing import Any
 
 import pytest
-import requests
 
-HELLO = [{"role": "user", "content": "hello there world"}]
-
-
-def id_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"{prefix}_[A-Za-z0-9]{{21}}")
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:12]}"
-
-
-def mock_config(model: str = "admin-model", **params: Any) -> dict[str, Any]:
-    return {"model": model, "provider": "mock", "temperature": 0, **params}
-
-
-def ok(response: requests.Response) -> Any:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
+from tests.server.helpers import HELLO, id_pattern, mock_config, ok, patch, registered as register, unique
 
 
 def create_project(server, name: str) -> dict[str, Any]:
@@ -39,14 +18,6 @@ def create_project(server, name: str) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     assert response.headers["content-type"] == "application/json"
     return response.json()
-
-
-def patch(server, path: str, body: dict[str, Any]) -> requests.Response:
-    return requests.patch(server.base_url + path, json=body, headers=server.headers, timeout=60)
-
-
-def register(server, **body: Any) -> dict[str, Any]:
-    return ok(server.post("/model-configs", body))
 
 
 def active_id(server, project_id: str, environment: str | None = None) -> str:
@@ -95,7 +66,7 @@ def test_configs_are_immutable_and_deduplicated_by_parameters(server):
     assert fetched == original
     assert fetched["type"] == "model" and fetched["name"] == "original" and fetched["description"] == "kept"
     assert (fetched["model"], fetched["provider"], fetched["temperature"], fetched["max_tokens"],
-            fetched["stop"]) == ("admin-model", "mock", 0, 9, ["x"])
+            fetched["stop"]) == ("mock-model", "mock", 0, 9, ["x"])
     assert fetched["chat_template"][0]["content"] == "Be {{tone}}"
 
     changed = register(server, project=name, **{**config, "temperature": 0.3})["config"]
@@ -266,7 +237,7 @@ def test_logs_are_paginated_in_creation_order(server):
     assert (head["project_id"], head["model_config_id"], head["endpoint"], head["source"], head["metadata"],
             head["error"], head["output"], head["finish_reason"]) == (
         project_id, first["data"][0]["model_config_id"], "chat", "pytest", {"k": "v"}, None,
-        "admin-model: hello there world", "stop")
+        "mock-model: hello there world", "stop")
     assert head["usage"] == first["usage"]
     assert ok(server.get(f"/logs/{ids[3]}")) == records[3]
     assert ok(server.get("/logs", params={"project_id": project_id, "page": 3, "size": 2}))["records"] == []

@@ -6,63 +6,12 @@ our client rely on; they are checked against the real server process (the sessio
 """
 from __future__ import annotations
 
-import re
-import uuid
 from typing import Any
 
 import pytest
-import requests
 
-ENDPOINTS = ("/chat", "/chat-deployed", "/chat-experiment", "/chat-model-config")
-HELLO = [{"role": "user", "content": "hello there world"}]
-
-
-def id_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"{prefix}_[A-Za-z0-9]{{21}}")
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:12]}"
-
-
-def mock_config(model: str = "mock-model", **params: Any) -> dict[str, Any]:
-    return {"model": model, "provider": "mock", "temperature": 0, **params}
-
-
-def chat(server, body: dict[str, Any], path: str = "/chat") -> dict[str, Any]:
-    response = server.post(path, body)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
-
-
-def logs(server, project_id: str) -> list[dict[str, Any]]:
-    response = server.get("/logs", params={"project_id": project_id, "size": 1000})
-    assert response.status_code == 200, response.text
-    return response.json()["records"]
-
-
-def registered(server, project: str, **config: Any) -> dict[str, Any]:
-    """POST /model-configs: the ProjectConfigResponse (``project_id``, ``config``...)."""
-    response = server.post("/model-configs", {"project": project, **config})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def register(server, project: str, **config: Any) -> str:
-    return registered(server, project, **config)["config"]["id"]
-
-
-def patch(server, path: str, body: dict[str, Any]) -> requests.Response:
-    return requests.patch(server.base_url + path, json=body, headers=server.headers, timeout=60)
-
-
-def experiment(server, project_id: str, config_ids: list[str]) -> str:
-    body = {"name": unique("exp"), "positive_labels": [{"type": "rating", "value": "good"}],
-            "config_ids": config_ids}
-    response = server.post(f"/projects/{project_id}/experiments", body)
-    assert response.status_code == 200, response.text
-    return response.json()["id"]
+from tests.server.helpers import (CHAT_PATHS as ENDPOINTS, HELLO, chat, experiment, id_pattern, logs, mock_config,
+                                  patch, register, registered, unique)
 
 
 def assert_chat_response(body: dict[str, Any], num_samples: int) -> None:
@@ -290,7 +239,7 @@ def test_chat_model_config_uses_exactly_that_config(server):
 @pytest.fixture(scope="module")
 def two_config_experiment(server) -> dict[str, Any]:
     project = unique("experiment")
-    first = registered(server, project, **mock_config("model-a", chat_template=[{"role": "system", "content": "I am a"}]))
+    first = registered(server, project=project, **mock_config("model-a", chat_template=[{"role": "system", "content": "I am a"}]))
     project_id, config_a = first["project_id"], first["config"]["id"]
     config_b = register(server, project, **mock_config("model-b", chat_template=[{"role": "system", "content": "I am b"}]))
     return {"project_id": project_id, "experiment_id": experiment(server, project_id, [config_a, config_b]),

@@ -5,39 +5,17 @@ leak ``provider_api_keys`` into a saved notebook; the decisions table fixes most
 """
 from __future__ import annotations
 
-import uuid
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
+from tests.server.helpers import (CHAT_PATHS, FAKE_PROVIDER_KEY, HELLO, json_error as assert_json_error, mock_config,
+                                  send, unique)
 from support import closed_port_url
-from tests.fakes import openai_server, serve
 
 CANARY = "sk-CANARY-5b1e0c"
-HELLO = [{"role": "user", "content": "hello there world"}]
 UNAUTHORIZED = {"detail": "invalid or missing X-API-KEY"}
-CHAT_PATHS = ("/chat", "/chat-deployed", "/chat-experiment", "/chat-model-config")
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:12]}"
-
-
-def mock_config(**params: Any) -> dict[str, Any]:
-    return {"model": "err-model", "provider": "mock", "temperature": 0, **params}
-
-
-def assert_json_error(response: requests.Response, status: int) -> Any:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
-
-
-def send(server, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-         **kwargs: Any) -> requests.Response:
-    return requests.request(method, server.base_url + path, json=body,
-                            headers=server.headers if headers is None else headers, timeout=60, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -232,16 +210,9 @@ def test_unsupported_provider_is_a_provider_error_object(server):
     assert set(detail) == {"type", "message", "code", "origin"} and detail["code"] == 422
 
 
-@pytest.fixture(scope="module")
-def fake_openai() -> Iterator[str]:
-    """A fake OpenAI that accepts only the key "right-key" and echoes a wrong key in its 401 message."""
-    with serve(openai_server.create_app("right-key")) as url:
-        yield url + "/v1"
-
-
 @pytest.mark.parametrize("model,status", [("gpt-fake", 401), ("fail-429", 429), ("fail-500", 502)])
 def test_provider_errors_map_to_the_spec_object_and_never_show_the_key(server, fake_openai, model, status):
-    key = CANARY if status == 401 else "right-key"
+    key = CANARY if status == 401 else FAKE_PROVIDER_KEY
     config = {"model": model, "provider": "openai", "other": {"base_url": fake_openai}}
     body = {"project": unique("provider-error"), "model_config": config, "messages": HELLO,
             "provider_api_keys": {"openai": key}}

@@ -17,24 +17,15 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from tests.server.helpers import HELLO, mock_config, ok
 from support import URL_LINE, ServerProcess
 
-HELLO = [{"role": "user", "content": "hello there world"}]
 TOO_LARGE = {"detail": "request body too large"}
 LIMIT = 2000
 
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "HL_NOTEBOOK_API_KEY"}
-
-
-def mock_config(model: str = "proc-model") -> dict[str, Any]:
-    return {"model": model, "provider": "mock", "temperature": 0}
-
-
-def ok(response: requests.Response) -> Any:
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 # -- safe defaults -------------------------------------------------------------------------------

@@ -5,57 +5,21 @@ concatenate ``data[0].output`` deltas (spec §7, decisions table); a framing sli
 """
 from __future__ import annotations
 
-import json
 import re
-import uuid
-from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from tests.fakes import openai_server, serve
+from tests.server.helpers import FAKE_PROVIDER_KEY, HELLO, by_index, mock_config, parse_events, unique
 
-HELLO = [{"role": "user", "content": "hello there world"}]
-EVENT = re.compile(rb"data: \{.*\}")
 DATA_ID = re.compile(r"data_[A-Za-z0-9]{21}")
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:12]}"
-
-
-def mock_config(model: str = "stream-model", **params: Any) -> dict[str, Any]:
-    return {"model": model, "provider": "mock", "temperature": 0, **params}
 
 
 def post(server, path: str, body: dict[str, Any], accept: str = "application/json") -> requests.Response:
     """POST as the official SDK does: ``Accept: application/json`` even when streaming (spec §1)."""
     return requests.post(server.base_url + path, json=body, headers={**server.headers, "Accept": accept},
                          timeout=60)
-
-
-def parse_events(response: requests.Response) -> list[dict[str, Any]]:
-    """The events of an SSE body, asserting the framing: ``data: <one-line JSON>`` + blank line each."""
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].split(";")[0] == "text/event-stream"
-    raw = response.content
-    assert raw.endswith(b"\n\n") and b"\r" not in raw
-    chunks = raw[:-2].split(b"\n\n")
-    events = []
-    for chunk in chunks:
-        assert EVENT.fullmatch(chunk), chunk  # one line (`.` does not match a newline), JSON object
-        events.append(json.loads(chunk[len(b"data: "):]))
-    assert b"[DONE]" not in raw
-    return events
-
-
-def by_index(events: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for event in events:
-        assert len(event["data"]) == 1
-        grouped[event["data"][0]["index"]].append(event["data"][0])
-    return grouped
 
 
 def test_framing_is_data_only_one_line_json_events_ending_in_a_blank_line(server):
@@ -79,7 +43,7 @@ def test_streaming_is_decided_by_the_body_not_the_accept_header(server, accept):
     plain = post(server, "/chat", {**body, "stream": False}, accept=accept)
     assert plain.status_code == 200
     assert plain.headers["content-type"] == "application/json"
-    assert plain.json()["data"][0]["output"] == "stream-model: hello there world"
+    assert plain.json()["data"][0]["output"] == "mock-model: hello there world"
 
 
 @pytest.mark.parametrize("temperature", [0, 1])
@@ -93,7 +57,7 @@ def test_deltas_concatenate_to_the_non_streaming_output(server, temperature):
     for index, entries in grouped.items():
         assert "".join(e["output"] for e in entries) == expected["data"][index]["output"]
     if temperature == 0:
-        assert expected["data"][0]["output"] == "stream-model: tell me about tea please"
+        assert expected["data"][0]["output"] == "mock-model: tell me about tea please"
 
 
 def test_finish_reason_output_message_and_usage_only_on_each_samples_last_event(server):
@@ -128,7 +92,7 @@ def test_max_tokens_streams_a_length_finish(server):
     body = {"project": unique("length"), "model_config": mock_config(max_tokens=2), "messages": HELLO,
             "stream": True}
     entries = by_index(parse_events(post(server, "/chat", body)))[0]
-    assert "".join(e["output"] for e in entries) == "stream-model: hello"
+    assert "".join(e["output"] for e in entries) == "mock-model: hello"
     assert entries[-1]["finish_reason"] == "length"
 
 
@@ -141,7 +105,7 @@ def test_streamed_samples_are_logged_with_their_full_output(server):
     assert len(finals) == 2 and all(e["session_id"].startswith("sesh_") for e in finals)
     stored = server.get("/logs", params={"project_id": events[0]["project_id"]}).json()["records"]
     assert [(log["id"], log["output"], log["finish_reason"]) for log in stored] == [
-        (ids[0], "stream-model: hello there world", "stop"), (ids[1], "stream-model: hello there world", "stop")]
+        (ids[0], "mock-model: hello there world", "stop"), (ids[1], "mock-model: hello there world", "stop")]
 
 
 @pytest.fixture(scope="module")
@@ -198,19 +162,10 @@ def test_errors_found_before_streaming_are_plain_json(server, path, body, status
     assert "detail" in response.json()
 
 
-PROVIDER_KEY = "sk-STREAM-CANARY-11"
-
-
-@pytest.fixture(scope="module")
-def fake_openai() -> Iterator[str]:
-    with serve(openai_server.create_app(PROVIDER_KEY)) as url:
-        yield url + "/v1"
-
-
 def test_error_mid_stream_is_one_detail_event_then_close_and_is_logged(server, fake_openai):
     config = {"model": "error-stream", "provider": "openai", "other": {"base_url": fake_openai}}
     body = {"project": unique("mid-stream"), "model_config": config, "messages": HELLO, "stream": True,
-            "provider_api_keys": {"openai": PROVIDER_KEY}}
+            "provider_api_keys": {"openai": FAKE_PROVIDER_KEY}}
     response = post(server, "/chat", body)
     events = parse_events(response)
     *deltas, last = events
@@ -218,18 +173,18 @@ def test_error_mid_stream_is_one_detail_event_then_close_and_is_logged(server, f
     assert list(last) == ["detail"]
     assert set(last["detail"]) == {"type", "message", "code", "origin"}
     assert last["detail"]["origin"] == "OpenAI" and isinstance(last["detail"]["code"], int)
-    assert PROVIDER_KEY not in response.text
+    assert FAKE_PROVIDER_KEY not in response.text
     partial = "".join(e["data"][0]["output"] for e in deltas)
     logs = server.get("/logs", params={"project_id": deltas[0]["project_id"]})
     (log,) = logs.json()["records"]
     assert (log["id"], log["output"], log["error"]) == (deltas[0]["data"][0]["id"], partial, last["detail"])
-    assert PROVIDER_KEY not in logs.text
+    assert FAKE_PROVIDER_KEY not in logs.text
 
 
 def test_pass_through_stream_keeps_the_framing(server, fake_openai):
     config = {"model": "gpt-fake", "provider": "openai", "other": {"base_url": fake_openai}}
     body = {"project": unique("pass-stream"), "model_config": config, "messages": HELLO, "num_samples": 2,
-            "provider_api_keys": {"openai": PROVIDER_KEY}}
+            "provider_api_keys": {"openai": FAKE_PROVIDER_KEY}}
     expected = post(server, "/chat", body).json()
     grouped = by_index(parse_events(post(server, "/chat", {**body, "stream": True})))
     for index in (0, 1):

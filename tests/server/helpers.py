@@ -1,0 +1,104 @@
+"""Helpers the server tests share: ids, unique names, mock configs, checked requests, SSE parsing.
+
+Why: every server test file talks to the real server the same way; one copy of each helper keeps
+their assertions (status, JSON content type, SSE framing) the same everywhere.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import requests
+
+HELLO = [{"role": "user", "content": "hello there world"}]
+CHAT_PATHS = ("/chat", "/chat-deployed", "/chat-experiment", "/chat-model-config")
+EVENT = re.compile(rb"data: \{.*\}")
+FAKE_PROVIDER_KEY = "sk-FAKE-PROVIDER-CANARY-11"  # the only key the ``fake_openai`` fixture accepts
+
+
+def id_pattern(prefix: str) -> re.Pattern[str]:
+    """spec §9: ``prefix_`` + 21 alphanumerics."""
+    return re.compile(rf"{prefix}_[A-Za-z0-9]{{21}}")
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+def mock_config(model: str = "mock-model", **params: Any) -> dict[str, Any]:
+    """An inline config for the deterministic mock provider (temperature 0 unless given)."""
+    return {"model": model, "provider": "mock", "temperature": 0, **params}
+
+
+def json_error(response: requests.Response, status: int) -> Any:
+    """The JSON body of an error response, after checking its status and content type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
+
+
+def ok(response: requests.Response) -> Any:
+    return json_error(response, 200)
+
+
+def send(server, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+         **kwargs: Any) -> requests.Response:
+    """Any request, with the server's key unless ``headers`` says otherwise."""
+    return requests.request(method, server.base_url + path, json=body,
+                            headers=server.headers if headers is None else headers, timeout=60, **kwargs)
+
+
+def patch(server, path: str, body: dict[str, Any]) -> requests.Response:
+    return send(server, "PATCH", path, body)
+
+
+def chat(server, body: dict[str, Any], path: str = "/chat") -> dict[str, Any]:
+    """A non-streaming chat call that must succeed."""
+    return ok(server.post(path, body))
+
+
+def logs(server, project_id: str) -> list[dict[str, Any]]:
+    """Every stored log of a project (first 1000), oldest first."""
+    return ok(server.get("/logs", params={"project_id": project_id, "size": 1000}))["records"]
+
+
+def registered(server, **body: Any) -> dict[str, Any]:
+    """POST /model-configs: the ProjectConfigResponse (``project_id``, ``config``…)."""
+    return ok(server.post("/model-configs", body))
+
+
+def register(server, project: str, **config: Any) -> str:
+    """Register ``config`` in the project named ``project``; its config id."""
+    return registered(server, project=project, **config)["config"]["id"]
+
+
+def experiment(server, project_id: str, config_ids: list[str]) -> str:
+    body = {"name": unique("exp"), "positive_labels": [{"type": "rating", "value": "good"}],
+            "config_ids": config_ids}
+    return ok(server.post(f"/projects/{project_id}/experiments", body))["id"]
+
+
+def parse_events(response: requests.Response) -> list[dict[str, Any]]:
+    """The events of an SSE body, asserting the framing: ``data: <one-line JSON>`` + blank line each."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].split(";")[0] == "text/event-stream"
+    raw = response.content
+    assert raw.endswith(b"\n\n") and b"\r" not in raw
+    events = []
+    for chunk in raw[:-2].split(b"\n\n"):
+        assert EVENT.fullmatch(chunk), chunk  # one line (`.` does not match a newline), JSON object
+        events.append(json.loads(chunk[len(b"data: "):]))
+    assert b"[DONE]" not in raw
+    return events
+
+
+def by_index(events: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Streamed ``data[0]`` entries grouped by sample index, in arrival order."""
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        assert len(event["data"]) == 1
+        grouped[event["data"][0]["index"]].append(event["data"][0])
+    return grouped

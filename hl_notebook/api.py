@@ -94,7 +94,8 @@ def retry(df: "pd.DataFrame", *, concurrency: int | None = None, progress: bool 
     if failed.empty:
         return df.copy()
     calls = failed["call"].tolist()
-    specs = [spec_from_json(text) for text in failed["request"]]
+    keys = failed["call_key"] if "call_key" in failed.columns else [None] * len(failed)
+    specs = [spec_from_json(text, None if pd.isna(key) else key) for text, key in zip(failed["request"], keys)]
     run = run_specs(specs, concurrency=concurrency, progress=progress)
     rerun = [int(calls[result.call]) for result in run.results]  # cancelled ones keep their old rows
     for result, call in zip(run.results, rerun):

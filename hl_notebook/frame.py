@@ -8,7 +8,8 @@ Contract: one row per returned sample; a failed call with nothing received is on
 *and* the error. Usage is per response, so with ``num_samples > 1`` the token counts repeat on each
 sample row. Rows are in declared (call, sample) order, never completion order. Lists and dicts are
 JSON strings. Keys, request bodies and raw provider payloads are never in the frame; the last
-column, ``request``, is the call's ChatSpec as JSON (no keys) so that failed rows can be re-run.
+column, ``request``, is the call's ChatSpec as JSON (no keys) so that failed rows can be re-run;
+``call_key`` is the call's Idempotency-Key, so a re-run is the same call to the server.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from .call import CallResult
 
 # (name, dtype) in order; ``inputs.<name>`` columns are inserted before OUTPUT_COLUMNS
-ID_COLUMNS = [("call", "Int64"), ("sample", "Int64"), ("log_id", "string")]
+ID_COLUMNS = [("call", "Int64"), ("sample", "Int64"), ("log_id", "string"), ("call_key", "string")]
 CONFIG_COLUMNS = [
     ("endpoint", "string"), ("project", "string"), ("project_id", "string"),
     *((parameter.name, parameter.dtype) for parameter in PARAMETERS),
@@ -39,7 +40,7 @@ OUTPUT_COLUMNS = [
 ERROR_COLUMNS = [("error", "string"), ("error_type", "string")]
 # last: the call as JSON (no keys), what ``retry(df)`` re-runs failed rows from
 REQUEST_COLUMNS = [("request", "string")]
-VOLATILE_COLUMNS = ["log_id", "latency_s", "created_at", "cached", "project_id"]
+VOLATILE_COLUMNS = ["log_id", "call_key", "latency_s", "created_at", "cached", "project_id"]
 CONFIG_KEYS = [parameter.name for parameter in PARAMETERS]
 
 
@@ -59,7 +60,7 @@ def _base_row(result: "CallResult", configs: dict[str, dict[str, Any]]) -> dict[
     spec = result.spec
     response = result.response or {}
     row: dict[str, Any] = {
-        "call": result.call, "endpoint": spec.endpoint, "project": spec.project,
+        "call": result.call, "call_key": spec.call_key, "endpoint": spec.endpoint, "project": spec.project,
         "project_id": response.get("project_id") or spec.project_id, "environment": spec.environment,
         "experiment_id": spec.experiment_id, "model_config_id": spec.model_config_id,
         "prompt": last_user_text(render(list(spec.messages), spec.inputs)),
@@ -127,7 +128,7 @@ def conform(records: list[dict[str, Any]] | "pd.DataFrame") -> "pd.DataFrame":
 
 
 # shown only on request: wide or technical columns that push ``output`` out of pandas' default view
-HIDDEN_IN_DISPLAY = ["request", "log_id", "project_id", "created_at", "cached", "tool_calls"]
+HIDDEN_IN_DISPLAY = ["request", "log_id", "call_key", "project_id", "created_at", "cached", "tool_calls"]
 
 
 def result_frame(frame: "pd.DataFrame") -> "pd.DataFrame":

@@ -176,8 +176,7 @@ def build_body(spec: ChatSpec, provider_api_keys: Mapping[str, Any] | None = Non
 
 
 SPEC_FIELDS = ("endpoint", "messages", "model_config", "model_config_id", "experiment_id", "environment",
-               "project", "project_id", "inputs", "num_samples", "stream", "save", "metadata", "session_id", "source",
-               "call_key")
+               "project", "project_id", "inputs", "num_samples", "stream", "save", "metadata", "session_id", "source")
 
 
 def spec_to_json(spec: ChatSpec) -> str:
@@ -185,10 +184,12 @@ def spec_to_json(spec: ChatSpec) -> str:
     return json.dumps({name: getattr(spec, name) for name in SPEC_FIELDS}, default=str, sort_keys=True)
 
 
-def spec_from_json(text: str) -> ChatSpec:
+def spec_from_json(text: str, call_key: str | None = None) -> ChatSpec:
+    """The spec of a frame's ``request`` column; ``call_key`` (its own column) makes a re-run the
+    same call for the server's idempotency record."""
     data = json.loads(text)
     data["messages"] = tuple(data["messages"])
-    return ChatSpec(**{name: data[name] for name in SPEC_FIELDS if name in data})
+    return ChatSpec(**{name: data[name] for name in SPEC_FIELDS if name in data}, call_key=call_key)
 
 
 def request_key(spec: ChatSpec) -> str:

@@ -35,7 +35,7 @@ def test_panel_frame_equals_the_magic_frame_for_the_same_inputs(shell, panel):
         "system: be brief\nuser: about {{topic}}")
     panel._messages.value = "system: be brief\nuser: about {{topic}}"
     panel._model.value, panel._provider.value, panel._temperature.value = "m1", "mock", 0.5
-    panel._max_tokens.value, panel._stop_text.value, panel._samples.value = 20, "zz", 2
+    panel._max_tokens.value, panel._stop.value, panel._samples.value = "20", "zz", 2
     panel._inputs.value, panel._project.value = "rows", "panel-eq"
     run(panel)
     assert len(panel.result) == 4

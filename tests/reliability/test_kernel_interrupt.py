@@ -65,7 +65,10 @@ many = [{{"n": i}} for i in range(200)]
         reply = client.get_shell_msg(timeout=60)
         assert reply["parent_header"]["msg_id"] == msg_id
         assert reply["content"]["status"] == "error"
-        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert reply["content"]["ename"] == "HLInterrupted"  # a KeyboardInterrupt subclass
+        # one line, not a KeyboardInterrupt traceback through the pool (issue 10: it was ~30 lines)
+        [line] = reply["content"]["traceback"]
+        assert line.startswith("KeyboardInterrupt: ") and "cancelled; rows so far are in partial" in line, line
         check = execute(client, "import hl_notebook\n"
                                 "print(len(partial), partial['error'].isna().all(), len(hl_notebook.history()),"
                                 " (partial['output'] == 'm: say ' + partial['inputs.n']).all())")

@@ -263,7 +263,8 @@ def test_history_in_memory_magic_and_on_disk(shell):
     assert now["output"].tolist()[-2:] == ["m: remember me"] * 2
     assert shell.run_line_magic("hlchat_history", "").shape == now.shape
     on_disk = hl_notebook.history(all_sessions=True)
-    assert (on_disk["session"] == archive.SESSION).sum() == len(now)
+    last = on_disk[(on_disk["session"] == archive.SESSION) & (on_disk["run"] == now["run"].max())]
+    assert last["output"].tolist() == ["m: remember me"] * 2  # (earlier tests may use other history files)
     assert on_disk["output"].tolist()[-1] == "m: remember me"
     assert str(on_disk["created_at"].dtype) == "datetime64[ns, UTC]"
 

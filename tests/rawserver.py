@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 Script = Callable[["Connection"], None]
 
@@ -79,6 +79,12 @@ class Connection:
     def hold(self) -> None:
         """Keep the connection open without answering until the server shuts down."""
         self.server.stopping.wait()
+
+    def every(self, seconds: float) -> Iterator[None]:
+        """Tick every ``seconds`` until the server shuts down (the pace of a trickling server; the
+        client going away ends the script with a socket error)."""
+        while not self.server.stopping.wait(seconds):
+            yield
 
 
 class RawServer:
@@ -182,20 +188,35 @@ def drop(connection: Connection) -> None:
     """Read the request and close the socket without a byte of response."""
 
 
-def stream(*pieces: bytes, end: bool = True, then_hang: bool = False) -> Script:
+def stream(*pieces: bytes, end: bool = True, then_hang: bool = False, then_trickle: bytes = b"",
+           every: float = 0.05) -> Script:
     """A chunked ``text/event-stream`` response, each piece one chunk written separately.
 
     ``end=False`` closes the socket without the terminating zero chunk (a stream cut mid-way);
-    ``then_hang=True`` keeps the connection silent after the pieces (a stalled stream).
+    ``then_hang=True`` keeps the connection silent after the pieces (a stalled stream);
+    ``then_trickle`` is sent again every ``every`` seconds, forever (SSE comments that keep a
+    stream alive without ever finishing it).
     """
     def script(connection: Connection) -> None:
         connection.head(200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"})
         for piece in pieces:
             connection.chunk(piece)
-        if then_hang:
+        if then_trickle:
+            for _ in connection.every(every):
+                connection.chunk(then_trickle)
+        elif then_hang:
             connection.hold()
         elif end:
             connection.send(b"0\r\n\r\n")
+    return script
+
+
+def trickle_body(status: int, body: bytes, every: float = 0.05) -> Script:
+    """A complete ``Content-Length`` response whose body is sent one byte every ``every`` seconds."""
+    def script(connection: Connection) -> None:
+        connection.head(status, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+        for position, _ in zip(range(len(body)), connection.every(every)):
+            connection.send(body[position:position + 1])
     return script
 
 

@@ -24,11 +24,17 @@ def parse_cell(body: str) -> list[dict[str, Any]]:
     first role line is a user message. A line starting with ``\\`` is taken literally (``\\user:``).
     A body whose first character is ``[`` is read as a JSON list of message objects.
 
+    Lines end at ``\\n`` or ``\\r\\n`` only: other characters ``str.splitlines`` breaks at (``\\u2028``,
+    ``\\x0b``, ``\\x85``, a lone ``\\r`` …) are text. A lone surrogate (cell text that is not valid
+    Unicode) is rejected here, with its line, because it could never be sent (pitfall 17).
+
     Raises:
-        CellSyntaxError: empty body, empty message, unknown role, or invalid JSON; with its line.
+        CellSyntaxError: empty body, empty message, unknown role, invalid or too deeply nested JSON,
+            or a lone surrogate; with its line.
     """
     if not body.strip():
         raise CellSyntaxError("the cell has no messages: write 'user:' and your prompt below the magic line")
+    _check_encodable(body)
     if body.lstrip().startswith("["):
         return _parse_json(body)
     return _parse_blocks(body)
@@ -36,10 +42,10 @@ def parse_cell(body: str) -> list[dict[str, Any]]:
 
 def _parse_blocks(body: str) -> list[dict[str, Any]]:
     messages: list[tuple[int, str, list[str]]] = []  # (line number, role, lines)
-    for number, line in enumerate(body.splitlines(), start=1):
+    for number, line in enumerate(_lines(body), start=1):
         match = _ROLE_LINE.match(line)
         if match:
-            first = match.group(2).strip()
+            first = match.group(2).strip(" \t")
             messages.append((number, match.group(1).lower(), [first] if first else []))
             continue
         lone = _LONE_WORD_LINE.match(line)
@@ -65,11 +71,27 @@ def _parse_blocks(body: str) -> list[dict[str, Any]]:
     return result
 
 
+def _lines(body: str) -> list[str]:
+    """The cell's lines, split at ``\\n`` with a ``\\r`` before it dropped (not ``str.splitlines``)."""
+    lines = [line.removesuffix("\r") for line in body.split("\n")]
+    return lines[:-1] if len(lines) > 1 and not lines[-1] else lines
+
+
+def _check_encodable(body: str) -> None:
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = body.count("\n", 0, exc.start) + 1
+        raise CellSyntaxError(f"{body[exc.start]!r} is a lone surrogate, not valid UTF-8; remove it", line) from None
+
+
 def _parse_json(body: str) -> list[dict[str, Any]]:
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise CellSyntaxError(f"invalid JSON: {exc.msg}", exc.lineno) from None
+    except RecursionError:
+        raise CellSyntaxError("invalid JSON: nested too deeply", 1) from None
     if not isinstance(data, list) or not data:
         raise CellSyntaxError("a JSON body must be a non-empty list of message objects", 1)
     messages = []

@@ -101,6 +101,18 @@ def test_saved_executed_notebook_has_no_key(canary_server, tmp_path):
         new_code_cell("import os; os.environ['HUMANLOOP_API_KEY'] = 'x' * 12  # a wrong key"),
         new_code_cell("%%hlchat --model m\nuser: wrong key"),
         new_code_cell("df"),
+        # full tracebacks with every frame's locals (issue 10: 84 key occurrences in such a notebook)
+        new_code_cell("os.environ['HUMANLOOP_API_KEY'] = " + repr(HL_KEY) + "\n%xmode Verbose\n"
+                      "%config HLSettings.show_traceback = True"),
+        new_code_cell("%%hlchat --model m --provider openai\nuser: verbose provider failure"),
+        new_code_cell("import hl_notebook\nhl_notebook.chat('user: hi', model='m', provider='openai')"),
+        new_code_cell("%%hlchat --model m -n 101\nuser: verbose 422"),
+        new_code_cell("hl_notebook.chat('user: {{x}}', model='m', inputs={'x': float('inf')})"),
+        # a plain bug in a frame that holds a connection and a request body: Verbose prints its locals
+        new_code_cell("from hl_notebook.connection import connect\nfrom hl_notebook.plan import make_specs\n"
+                      "from hl_notebook.spec import build_body\ndef buggy():\n    connection = connect()\n"
+                      "    body = build_body(make_specs([{'role': 'user', 'content': 'x'}], axes={'model': ['m']})[0],"
+                      " connection.provider_api_keys)\n    return (connection, body) / 0\nbuggy()"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     env_before = dict(os.environ)
     os.environ["HL_NOTEBOOK_HOME"] = str(tmp_path)
@@ -113,4 +125,9 @@ def test_saved_executed_notebook_has_no_key(canary_server, tmp_path):
     nbformat.write(notebook, saved)
     text = saved.read_text()
     assert "HLServerError" in text and "HLAuthError" in text and "m: in a notebook" in text  # the calls ran
+    verbose = [output for cell in notebook.cells[8:] for output in cell.get("outputs", [])
+               if output.get("output_type") == "error"]
+    assert len(verbose) == 5 and all(len(output["traceback"]) > 1 for output in verbose)  # full tracebacks
+    assert "TypeError" in verbose[-1]["traceback"][-1]  # the buggy frame holding the keys was shown
+
     assert_clean(text, "the saved notebook")

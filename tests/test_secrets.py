@@ -98,11 +98,11 @@ def test_saved_executed_notebook_has_no_key(canary_server, tmp_path):
         new_code_cell("%%hlchat --model m --out df\nuser: in a notebook"),
         new_code_cell("%%hlchat --model m --provider openai\nuser: provider failure"),
         new_code_cell("%config HLSettings"),
-        new_code_cell("import os; os.environ['HUMANLOOP_API_KEY'] = 'x' * 12  # a wrong key"),
+        new_code_cell("import os; good = os.environ['HUMANLOOP_API_KEY']; os.environ['HUMANLOOP_API_KEY'] = 'x' * 12"),
         new_code_cell("%%hlchat --model m\nuser: wrong key"),
         new_code_cell("df"),
         # full tracebacks with every frame's locals (issue 10: 84 key occurrences in such a notebook)
-        new_code_cell("os.environ['HUMANLOOP_API_KEY'] = " + repr(HL_KEY) + "\n%xmode Verbose\n"
+        new_code_cell("os.environ['HUMANLOOP_API_KEY'] = good\n%xmode Verbose\n"
                       "%config HLSettings.show_traceback = True"),
         new_code_cell("%%hlchat --model m --provider openai\nuser: verbose provider failure"),
         new_code_cell("import hl_notebook\nhl_notebook.chat('user: hi', model='m', provider='openai')"),

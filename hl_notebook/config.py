@@ -23,6 +23,9 @@ class HLSettings(SingletonConfigurable):
     api_key_env = Unicode("HUMANLOOP_API_KEY", help="environment variable holding the X-API-KEY").tag(config=True)
     connect_timeout = Float(10.0, help="seconds to wait for a connection").tag(config=True)
     read_timeout = Float(300.0, help="seconds to wait for an answer (or between streamed events)").tag(config=True)
+    call_deadline = Float(120.0, allow_none=True, help="seconds one call may take in total, retries' waits and "
+                          "streaming included (trickled bytes cannot extend it); None: no total limit"
+                          ).tag(config=True)
     max_retries = Int(3, help="retries for connection failures, 429 and 503 (never for other errors)"
                       ).tag(config=True)
     backoff_max = Float(30.0, help="longest wait between retries, in seconds").tag(config=True)
@@ -39,9 +42,9 @@ class HLSettings(SingletonConfigurable):
                     "None (default) in notebooks only").tag(config=True)
     mock_latency_ms = Float(0.0, help="simulated mock latency of the embedded server").tag(config=True)
 
-    @validate("connect_timeout", "read_timeout", "backoff_max")
+    @validate("connect_timeout", "read_timeout", "backoff_max", "call_deadline")
     def _positive(self, proposal):  # noqa: ANN001, ANN202 - traitlets signature
-        if proposal["value"] <= 0:
+        if proposal["value"] is not None and proposal["value"] <= 0:
             raise TraitError(f"{proposal['trait'].name} must be positive")
         return proposal["value"]
 

@@ -79,11 +79,12 @@ def connect(base_url: str | None = None, api_key: str | None = None) -> Connecti
 
 def _client(url: str, key: Secret, settings: HLSettings) -> HLClient:
     policy = RetryPolicy(max_retries=settings.max_retries, backoff_max=settings.backoff_max)
-    identity = (url, hashlib.sha256(key.reveal().encode()).hexdigest(), settings.connect_timeout, settings.read_timeout, policy)
+    identity = (url, hashlib.sha256(key.reveal().encode()).hexdigest(), settings.connect_timeout,
+                settings.read_timeout, settings.call_deadline, policy)
     with _lock:
         client = _clients.get(identity)
         if client is None:
             client = HLClient(url, key, connect_timeout=settings.connect_timeout,
-                              read_timeout=settings.read_timeout, retry=policy)
+                              read_timeout=settings.read_timeout, deadline=settings.call_deadline, retry=policy)
             _clients[identity] = client
         return client

@@ -123,7 +123,7 @@ class HLConnectionError(HLError):
 
 
 class HLTimeoutError(HLConnectionError, TimeoutError):
-    """No answer within the read timeout."""
+    """No answer within the read timeout, or no complete answer within the call deadline."""
 
 
 class HLStreamError(HLError):

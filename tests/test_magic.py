@@ -273,3 +273,19 @@ def test_help_has_examples(shell):
     doc = shell.find_cell_magic("hlchat").__doc__
     assert "Examples" in doc and "%%hlchat --model" in doc
     assert "--num-samples" in shell.find_cell_magic("hlchat").parser.format_help()
+
+
+def test_call_deadline_setting_ends_a_call_that_never_completes(shell, capsys, tmp_path, monkeypatch):
+    """The slow server answers within every read timeout's reach but not within the deadline."""
+    from support import ServerProcess
+
+    slow = ServerProcess(tmp_path / "slow.sqlite", extra_args=["--mock-latency-ms", "3000"]).start()
+    try:
+        monkeypatch.setenv("HUMANLOOP_BASE_URL", slow.base_url)
+        monkeypatch.setenv("HUMANLOOP_API_KEY", slow.api_key)
+        shell.run_line_magic("config", "HLSettings.call_deadline = 0.5")
+        lines = rendered(shell, capsys, "%%hlchat --model m --out partial\nuser: hi")
+    finally:
+        slow.stop()
+    assert lines == ["HLTimeoutError: POST /chat: no complete answer within 0.5 s (HLSettings.call_deadline)"]
+    assert shell.user_ns["partial"]["error_type"].tolist() == ["HLTimeoutError"]

@@ -36,6 +36,7 @@ class Parameter:
     low: float | None = None  # inclusive range (None: unbounded)
     high: float | None = None
     sweep: bool = True  # takes a comma list / several values (a comparison axis)
+    default: Any = None  # what the server uses when the config leaves it out (spec §5); None: nothing
     choices: tuple[str, ...] = ()  # the values the wire accepts (spec §5), where it lists them
 
     @property
@@ -77,13 +78,15 @@ class Parameter:
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("model", str, "Model name for /chat; a comma list sweeps several models."),
     Parameter("provider", str, "Provider of the inline config (mock, openai, anthropic, …); a comma list sweeps.",
-              choices=("mock", "openai", "anthropic", "openai_azure", "cohere", "google", "groq", "replicate",
+              default="openai", choices=("mock", "openai", "anthropic", "openai_azure", "cohere", "google", "groq", "replicate",
                        "ai21")),
-    Parameter("temperature", float, "Sampling temperature, 0 to 2; a comma list such as 0,0.7 sweeps.", 0, 2),
-    Parameter("max_tokens", int, "Largest number of tokens to generate (-1: no limit); a comma list sweeps.", -1),
-    Parameter("top_p", float, "Nucleus sampling probability, 0 to 1; a comma list sweeps.", 0, 1),
-    Parameter("presence_penalty", float, "Presence penalty, -2 to 2; a comma list sweeps.", -2, 2),
-    Parameter("frequency_penalty", float, "Frequency penalty, -2 to 2; a comma list sweeps.", -2, 2),
+    Parameter("temperature", float, "Sampling temperature, 0 to 2; a comma list such as 0,0.7 sweeps.", 0, 2,
+              default=1.0),
+    Parameter("max_tokens", int, "Largest number of tokens to generate (-1: no limit); a comma list sweeps.", -1,
+              default=-1),
+    Parameter("top_p", float, "Nucleus sampling probability, 0 to 1; a comma list sweeps.", 0, 1, default=1.0),
+    Parameter("presence_penalty", float, "Presence penalty, -2 to 2; a comma list sweeps.", -2, 2, default=0.0),
+    Parameter("frequency_penalty", float, "Frequency penalty, -2 to 2; a comma list sweeps.", -2, 2, default=0.0),
     Parameter("stop", str, "A stop sequence; repeat the option for several.", sweep=False),
     Parameter("seed", int, "Seed for best-effort determinism; a comma list sweeps."),
 )

@@ -13,15 +13,17 @@ from .spec import PARAMETERS
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pandas.io.formats.style import Styler
 
 # columns that tell configs apart, in frame order
 CONFIG_CANDIDATES = ["endpoint", *(parameter.name for parameter in PARAMETERS), "environment", "experiment_id",
                      "model_config_id"]
 
 
-def config_columns(df: "pd.DataFrame", by: Sequence[str] | None = None) -> list[str]:
-    """``by`` checked against the frame, or the config columns that vary in it (else ``model``)."""
+def config_columns(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> list[str]:
+    """``by`` (a column name or a list) checked against the frame, or the config columns that vary in
+    it (else ``model``)."""
+    if isinstance(by, str):
+        by = [by]
     if by is not None:
         missing = [name for name in by if name not in df.columns]
         if missing:
@@ -43,17 +45,40 @@ def _input_columns(df: "pd.DataFrame") -> list[str]:
     return [c for c in df.columns if str(c).startswith("inputs.")] or ["prompt"]
 
 
-def compare(df: "pd.DataFrame", by: Sequence[str] | None = None, values: str = "output") -> "Styler":
+def compare(df: "pd.DataFrame", by: str | Sequence[str] | None = None, values: str = "output") -> "pd.DataFrame":
     """A wide table: one row per input (or prompt), one column per config, samples stacked in a cell.
 
-    Returns a Styler (wrapped, left-aligned text); ``.data`` is the plain DataFrame.
+    Returns a DataFrame (``.shape``, ``.to_csv``, indexing work) that displays with wrapped,
+    left-aligned text.
     """
     columns = config_columns(df, by)
     rows = _input_columns(df)
     data = df.assign(_config=_labels(df, columns), _value=_cell_text(df, values))
     wide = data.pivot_table(index=rows, columns="_config", values="_value", aggfunc="\n".join, sort=False)
     wide.columns.name = " | ".join(columns)
-    return wide.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})
+    return _wrapped_class()(wide)
+
+
+_Wrapped: type | None = None
+
+
+def _wrapped_class() -> type:
+    """A DataFrame whose notebook display wraps long text; every operation gives a plain DataFrame."""
+    global _Wrapped
+    if _Wrapped is None:
+        import pandas as pd
+
+        class WrappedFrame(pd.DataFrame):
+            @property
+            def _constructor(self) -> type:
+                return pd.DataFrame
+
+            def _repr_html_(self) -> str | None:
+                style = {"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"}
+                return pd.DataFrame(self).style.set_properties(**style)._repr_html_()
+
+        _Wrapped = WrappedFrame
+    return _Wrapped
 
 
 def _cell_text(df: "pd.DataFrame", values: str) -> "pd.Series":
@@ -65,7 +90,7 @@ def _cell_text(df: "pd.DataFrame", values: str) -> "pd.Series":
     return text.where(~many, prefix + text).fillna("")
 
 
-def summary(df: "pd.DataFrame", by: Sequence[str] | None = None) -> "pd.DataFrame":
+def summary(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> "pd.DataFrame":
     """Per config: calls, samples, failed calls, error rate, latency p50/p95 (per call), mean tokens."""
     import pandas as pd
 
@@ -85,7 +110,7 @@ def summary(df: "pd.DataFrame", by: Sequence[str] | None = None) -> "pd.DataFram
     return table
 
 
-def plot(df: "pd.DataFrame", by: Sequence[str] | None = None) -> Any:
+def plot(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> Any:
     """A matplotlib figure: latency per call (box plot) and mean tokens per config (bars)."""
     try:
         import matplotlib.pyplot as plt

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib
+import pandas as pd
 
 import hl_notebook
 
@@ -18,15 +19,18 @@ def sweep(point, server, **kwargs):
 
 def test_compare_is_one_row_per_input_and_one_column_per_config(point, server):
     frame = sweep(point, server)
-    styled = hl_notebook.compare(frame)
-    wide = styled.data
+    wide = hl_notebook.compare(frame)
+    assert isinstance(wide, pd.DataFrame) and wide.shape == (3, 4)  # a DataFrame, not a Styler
+    assert "tea" in wide.to_csv()
     assert list(wide.index) == ["tea", "rain", "maps"]
     assert list(wide.columns) == ["a | 0.0", "a | 1.0", "b | 0.0", "b | 1.0"]
     assert wide.columns.name == "model | temperature"
     assert wide.loc["tea", "a | 0.0"] == "[0] a: about tea\n[1] a: about tea"
-    assert "pre-wrap" in styled.to_html()
-    by_model = hl_notebook.compare(frame, by=["model"]).data
-    assert list(by_model.columns) == ["a", "b"]
+    assert "pre-wrap" in wide._repr_html_()  # displayed wrapped
+    assert type(wide.iloc[:2]) is pd.DataFrame  # derived frames are plain
+    for by in (["model"], "model"):  # a string works as well as a list
+        assert list(hl_notebook.compare(frame, by=by).columns) == ["a", "b"]
+    assert list(hl_notebook.summary(frame, by="temperature").index) == [0.0, 1.0]
 
 
 def test_summary_counts_errors_latency_and_tokens(point, server):

@@ -45,12 +45,14 @@ def plain(value: Any, where: str = "value") -> Any:
     """
     if is_missing(value):
         return None
-    if isinstance(value, (str, bool, int)):
-        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (str, int)):  # numpy's str_/int64 subclasses become the plain types too
+        return str(value) if isinstance(value, str) else int(value)
     if isinstance(value, float):
         if math.isinf(value):
             raise HLUsageError(f"{where}: {value} is not a finite number")
-        return value
+        return float(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
@@ -86,32 +88,72 @@ def rows_of(value: Any, what: str) -> list[dict[str, Any]]:
 
 
 # -- option values -------------------------------------------------------------------------------
-def parse_axis(name: str, raw: str | None) -> list[Any]:
-    """A comma list from an option, converted to the wire type and range-checked (``0,0.7`` -> [0.0, 0.7])."""
+def parse_axis(name: str, raw: str | None, namespace: Mapping[str, Any] | None = None) -> list[Any]:
+    """An option's values from its text: a comma list, converted to the wire type and range-checked
+    (``0,0.7`` -> [0.0, 0.7]). An item ``{expr}`` or ``$name`` is a notebook value (a value or a
+    list): ``--model-config-id {a},{b}``, ``--experiment-id {exp["id"]}`` (the magic line itself is
+    not variable-expanded, so ``{{`` in it stays literal)."""
     if raw is None:
         return []
     option = "--" + name.replace("_", "-")
-    values = []
-    for text in (part.strip() for part in raw.split(",")):
+    values: list[Any] = []
+    for text in _split_items(raw):
         if not text:
             raise HLUsageError(f"{option}: empty value in {raw!r}")
-        values.append(PARAMETER[name].check(text) if name in PARAMETER else text)
+        found = _reference(option, text, namespace) if namespace is not None else _NOT_A_REFERENCE
+        items = [text] if found is _NOT_A_REFERENCE else as_axis(found)
+        values.extend(PARAMETER[name].check(item) if name in PARAMETER else item for item in items)
     return values
 
 
-_VARIABLE_REFERENCE = re.compile(r"^(?:\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*))$")
+_NAME = re.compile(r"^\$([A-Za-z_]\w*)$")
+_NOT_A_REFERENCE = object()
+
+
+def _reference(option: str, text: str, namespace: Mapping[str, Any]) -> Any:
+    """The notebook value ``text`` refers to (``{expr}``/``$name``), or ``_NOT_A_REFERENCE``."""
+    dollar = _NAME.match(text)
+    if dollar:
+        expression = dollar.group(1)
+    elif text.startswith("{") and text.endswith("}") and not text.startswith("{{"):
+        expression = text[1:-1].strip()
+    else:
+        return _NOT_A_REFERENCE
+    if expression.isidentifier():
+        if expression not in namespace:
+            raise HLUsageError(f"{option}: {expression!r} is not defined in the notebook")
+        return plain(namespace[expression], option)
+    try:  # as IPython's own {expr} expansion of magic lines does, in the user's namespace
+        return plain(eval(expression, {}, dict(namespace)), option)  # noqa: S307 - the user's own notebook
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's expression is a usage error
+        raise HLUsageError(f"{option}: {{{expression}}} could not be evaluated ({type(exc).__name__}: {exc})"
+                           ) from None
+
+
+def _split_items(raw: str) -> list[str]:
+    """Comma-separated items, ignoring commas inside ``{...}``, brackets and quotes; items stripped."""
+    items, current, depth, quote = [], [], 0, ""
+    for char in raw:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "{[(":
+            depth += 1
+        elif char in "}])":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current).strip())
+    return items
 
 
 def axis_values(name: str, raw: str | None, namespace: Mapping[str, Any]) -> list[Any]:
-    """An option's values: ``{var}`` or ``$var`` names a notebook variable (a value or a list),
-    anything else is a comma list (the magic line itself is not variable-expanded)."""
-    match = _VARIABLE_REFERENCE.match(raw.strip()) if raw else None
-    if match:
-        variable = match.group(1) or match.group(2)
-        if variable not in namespace:
-            raise HLUsageError(f"--{name.replace('_', '-')}: {variable!r} is not defined in the notebook")
-        return as_axis(namespace[variable])
-    return parse_axis(name, raw)
+    """An option's values, with ``{expr}``/``$name`` items taken from the notebook (see ``parse_axis``)."""
+    return parse_axis(name, raw.strip() if raw else raw, namespace)
 
 
 def as_axis(value: Any) -> list[Any]:

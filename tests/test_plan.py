@@ -100,3 +100,17 @@ def test_every_parameter_has_an_option_a_column_and_a_range_text():
         assert parameter.name in names and parameter.name in CONFIG_KEYS
         if parameter.low is not None or parameter.high is not None:
             assert parameter.range_text
+
+
+def test_notebook_values_inside_comma_lists_and_expressions():
+    namespace = {"a": "config_a", "b": ["config_b", "config_c"], "exp": {"id": "exp_1"}, "t": np.float64(0.3)}
+    assert axis_values("model_config_id", "{a},{b}", namespace) == ["config_a", "config_b", "config_c"]
+    assert axis_values("model_config_id", "{a}, literal ,$a", namespace) == ["config_a", "literal", "config_a"]
+    assert axis_values("experiment_id", '{exp["id"]}', namespace) == ["exp_1"]
+    assert axis_values("temperature", "0,{t},{t * 2}", namespace) == [0.0, 0.3, 0.6]
+    with pytest.raises(HLUsageError, match=r"--experiment-id: \{exp\['nope'\]\} could not be evaluated \(KeyError"):
+        axis_values("experiment_id", "{exp['nope']}", namespace)
+    with pytest.raises(HLUsageError, match="--model-config-id: 'missing' is not defined in the notebook"):
+        axis_values("model_config_id", "{a},{missing}", namespace)
+    with pytest.raises(HLUsageError, match="out of range"):
+        axis_values("temperature", "{t * 10}", namespace)

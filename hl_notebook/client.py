@@ -262,7 +262,7 @@ class HLClient:
                 watch = _WATCHDOG.watch(_socket_of(response), deadline.at)
                 if response.status_code < 400:
                     return response, watch
-                error = _refused(response, method, path)
+                error = _refused(response, method, path, self.base_url)
                 _WATCHDOG.release(watch)
                 retryable = response.status_code in self.retry.retry_statuses
             wait = self.retry.delay(attempt, getattr(error, "retry_after", None))
@@ -412,12 +412,16 @@ class HLClient:
         return self.get("/logs", project_id=project_id, page=page, size=size)
 
 
-def _refused(response: requests.Response, method: str, path: str) -> HLAPIError:
-    """The typed error for an error status (its body read and the response closed)."""
+def _refused(response: requests.Response, method: str, path: str, base_url: str = "") -> HLAPIError:
+    """The typed error for an error status (its body read and the response closed). A bare
+    "Not Found" from a base URL that does not end in ``/v4`` says where the API lives."""
     retry_after = _retry_after(response)
     body = _json(response)
     response.close()
-    return error_for_status(response.status_code, path, body, retry_after, method)
+    error = error_for_status(response.status_code, path, body, retry_after, method)
+    if response.status_code == 404 and body == {"detail": "Not Found"} and not base_url.endswith("/v4"):
+        error.args = (f"{error}; the v4 API lives under /v4 — did you mean {base_url}/v4?",)
+    return error
 
 
 def _check_event(event: dict[str, Any], path: str) -> None:

@@ -289,3 +289,10 @@ def test_call_deadline_setting_ends_a_call_that_never_completes(shell, capsys, t
         slow.stop()
     assert lines == ["HLTimeoutError: POST /chat: no complete answer within 0.5 s (HLSettings.call_deadline)"]
     assert shell.user_ns["partial"]["error_type"].tolist() == ["HLTimeoutError"]
+
+
+def test_a_base_url_without_v4_says_where_the_api_lives(shell, server, capsys):
+    root = server.base_url.removesuffix("/v4")
+    lines = rendered(shell, capsys, f"%%hlchat --model m --base-url {root}\nuser: hi")
+    assert lines == [f"HLNotFoundError: POST /chat returned 404: Not Found; the v4 API lives under /v4 — "
+                     f"did you mean {root}/v4?"]

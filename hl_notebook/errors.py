@@ -154,8 +154,24 @@ def describe_body(body: Any) -> str:
     return str(detail)
 
 
+def _missing_key_hint(body: Any) -> str | None:
+    """A provider key the server did not get, said in the notebook's terms: where to set it, and
+    the offline alternative (the server's own wording speaks of the server's environment)."""
+    from .secrets import PROVIDER_KEY_ENV
+
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, dict) or detail.get("type") != "authentication_error":
+        return None
+    origin = str(detail.get("origin") or "")
+    variable = PROVIDER_KEY_ENV.get(origin.lower())
+    if variable is None or not str(detail.get("message", "")).startswith("no "):
+        return None
+    return (f"{origin}: no {origin} API key; set {variable} in the notebook's environment "
+            f"(%env {variable}=…) or use --provider mock for offline answers")
+
+
 def error_for_status(status: int, endpoint: str, body: Any, retry_after: float | None = None,
                      method: str = "POST") -> HLAPIError:
     cls = STATUS_ERRORS.get(status, HLServerError if status >= 500 else HLAPIError)
-    message = f"{method} {endpoint} returned {status}: {describe_body(body)}"
+    message = f"{method} {endpoint} returned {status}: {_missing_key_hint(body) or describe_body(body)}"
     return cls(message, status_code=status, endpoint=endpoint, body=body, retry_after=retry_after)

@@ -296,3 +296,9 @@ def test_a_base_url_without_v4_says_where_the_api_lives(shell, server, capsys):
     lines = rendered(shell, capsys, f"%%hlchat --model m --base-url {root}\nuser: hi")
     assert lines == [f"HLNotFoundError: POST /chat returned 404: Not Found; the v4 API lives under /v4 — "
                      f"did you mean {root}/v4?"]
+
+
+def test_a_missing_provider_key_says_how_to_fix_it(shell, capsys):
+    lines = rendered(shell, capsys, "%%hlchat --model demo --provider openai\nuser: hi")
+    assert lines == ["HLAuthError: POST /chat returned 401: OpenAI: no OpenAI API key; set OPENAI_API_KEY in the "
+                     "notebook's environment (%env OPENAI_API_KEY=…) or use --provider mock for offline answers"]

@@ -23,6 +23,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _mock_ms(text: str) -> float:
+    from .providers.mock import mock_ms
+
+    try:
+        return mock_ms(float(text)) or 0.0
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hl_notebook.server",
                                      description="Local server speaking the Humanloop v4 chat API.")
@@ -31,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", default=str(DEFAULT_DB), help=f"SQLite file (default {DEFAULT_DB})")
     parser.add_argument("--api-key", default=None,
                         help="key clients send as X-API-KEY (default: $HL_NOTEBOOK_API_KEY, else a new one)")
-    parser.add_argument("--mock-latency-ms", type=float, default=0.0,
-                        help="simulated latency of the mock provider per call")
+    parser.add_argument("--mock-latency-ms", type=_mock_ms, default=0.0,
+                        help="simulated latency of the mock provider per call (0 to 60000 ms)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help="largest accepted request body")
     parser.add_argument("--faults", action="store_true",

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from .auth import require_api_key
+from .bodycheck import check_body
 from .bodies import config_body, deployment_body, experiment_body, log_body, project_body, project_config_body
 from .errors import BadRequest
 from .schemas import (DeployRequest, ExperimentCreateRequest, HTTPValidationError, ModelConfigRegisterRequest,
@@ -19,7 +20,9 @@ from .schemas import (DeployRequest, ExperimentCreateRequest, HTTPValidationErro
 from .store import NotFound, Store
 
 # declaring our 422 keeps FastAPI from publishing its own HTTPValidationError over ours (schemas.py)
-router = APIRouter(dependencies=[Depends(require_api_key)], responses={422: {"model": HTTPValidationError}})
+router = APIRouter(dependencies=[Depends(require_api_key), Depends(check_body)],
+                   responses={422: {"model": HTTPValidationError}})
+MAX_PAGE = 1_000_000_000  # page * size must fit SQLite's 64-bit OFFSET
 
 
 def _store(request: Request) -> Store:
@@ -58,7 +61,7 @@ def get_model_config(request: Request, config_id: str) -> dict[str, Any]:
 
 # -- projects ------------------------------------------------------------------------------------
 @router.get("/projects", tags=["Projects"])
-def list_projects(request: Request, page: int = Query(0, ge=0), size: int = Query(50, ge=1, le=1000)
+def list_projects(request: Request, page: int = Query(0, ge=0, le=MAX_PAGE), size: int = Query(50, ge=1, le=1000)
                   ) -> dict[str, Any]:
     store = _store(request)
     projects = store.list_projects()
@@ -141,7 +144,7 @@ def list_experiments(request: Request, project_id: str) -> list[dict[str, Any]]:
 
 # -- logs ----------------------------------------------------------------------------------------
 @router.get("/logs", tags=["Logs"])
-def list_logs(request: Request, project_id: str, page: int = Query(0, ge=0),
+def list_logs(request: Request, project_id: str, page: int = Query(0, ge=0, le=MAX_PAGE),
               size: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
     rows, total = _store(request).logs(project_id, page, size)
     return {"records": [log_body(r) for r in rows], "page": page, "size": size, "total": total}

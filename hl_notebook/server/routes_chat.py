@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from .auth import require_api_key
+from .bodycheck import check_body
 from .chat import ChatRun
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
@@ -24,7 +25,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 STREAM_DOC = {200: {"model": ChatResponse, "content": {"text/event-stream": {}},
                     "description": "A ChatResponse, or with stream=true SSE events each holding one."}}
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["Chats"])
+router = APIRouter(dependencies=[Depends(require_api_key), Depends(check_body)], tags=["Chats"])
 
 
 def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:

@@ -6,9 +6,13 @@ described here, so that validation cost stays off the hot path.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from typing_extensions import TypedDict
+
+from .providers.mock import MAX_MOCK_MS, mock_ms
+from .providers.upstream import MAX_TIMEOUT, base_url, timeout_seconds
 
 Role = Literal["user", "assistant", "system", "tool"]
 ModelProvider = Literal["openai", "openai_azure", "ai21", "mock", "anthropic", "langchain", "cohere",
@@ -30,6 +34,18 @@ class ToolCall(WireModel):
     function: FunctionTool
 
 
+def _check_part(index: int, part: dict[str, Any]) -> None:
+    """spec §4 content parts: ``text`` parts carry a string, ``image_url`` parts an object with a
+    string ``url``; other types are passed through to the provider untouched."""
+    kind = part.get("type")
+    if kind == "text" and not isinstance(part.get("text"), str):
+        raise ValueError(f"content part {index}: a text part needs a string text")
+    if kind == "image_url":
+        image = part.get("image_url")
+        if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+            raise ValueError(f"content part {index}: an image_url part needs image_url.url, a string")
+
+
 class ChatMessage(WireModel):
     """spec §4. A role without content is valid (the SDK examples send exactly that)."""
 
@@ -39,6 +55,14 @@ class ChatMessage(WireModel):
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call: FunctionTool | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _parts(cls, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        if isinstance(content, list):
+            for index, part in enumerate(content):
+                _check_part(index, part)
+        return content
 
 
 class ResponseFormat(WireModel):
@@ -58,6 +82,27 @@ class ToolRequest(WireModel):
     preset_name: str | None = None
 
 
+def _knob(check: Callable[[Any], Any], schema: dict[str, Any]) -> Any:
+    """An ``other`` key we read ourselves: validated by ``check`` but stored exactly as sent, so a
+    config's parameters (and so its id) do not change with validation."""
+    def validate(value: Any) -> Any:
+        check(value)
+        return value
+    return Annotated[Any, AfterValidator(validate), WithJsonSchema({"anyOf": [schema, {"type": "null"}]})]
+
+
+class OtherParams(TypedDict, total=False):
+    """``model_config.other`` (spec §5: extra provider parameters). Every key is passed through to
+    pass-through providers except the ones below, which this server reads itself."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+    mock_latency_ms: _knob(mock_ms, {"type": "number", "minimum": 0, "maximum": MAX_MOCK_MS})  # type: ignore[valid-type]
+    mock_token_delay_ms: _knob(mock_ms, {"type": "number", "minimum": 0, "maximum": MAX_MOCK_MS})  # type: ignore[valid-type]
+    timeout: _knob(timeout_seconds, {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT})  # type: ignore[valid-type]
+    base_url: _knob(base_url, {"type": "string", "format": "uri"})  # type: ignore[valid-type]
+
+
 class ModelConfigChatRequest(WireModel):
     """spec §5 with its defaults."""
 
@@ -71,7 +116,7 @@ class ModelConfigChatRequest(WireModel):
     stop: str | list[str] | None = None
     presence_penalty: float = 0
     frequency_penalty: float = 0
-    other: dict[str, Any] = Field(default_factory=dict)
+    other: OtherParams = Field(default_factory=dict)  # type: ignore[assignment]
     seed: int | None = None
     response_format: ResponseFormat | None = None
     endpoint: Literal["complete", "chat", "edit"] = "chat"

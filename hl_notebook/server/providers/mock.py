@@ -17,6 +17,9 @@ Behaviour (the contract the tests rely on):
   words of all samples.
 * Latency: ``other.mock_latency_ms`` (else the server's ``--mock-latency-ms``) is slept once per
   call before the first token; ``other.mock_token_delay_ms`` is slept between streamed words.
+  Each is a number of milliseconds from 0 to ``MAX_MOCK_MS`` (60 000) or null (the default); any
+  other value is a 422 at validation (and a 422 provider error from a config stored before this
+  rule). The cap keeps one request from holding a chat worker thread for longer than a minute.
 * Streaming sends the reply word by word (the first word, then ``" word"`` deltas), one sample
   after another.
 """
@@ -28,7 +31,23 @@ import random
 import time
 from typing import Any, Iterator
 
-from .base import Generation, ProviderCall, ProviderResult, StreamDelta, StreamUsage
+from .base import Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage
+
+MAX_MOCK_MS = 60_000.0
+
+
+def mock_ms(value: Any) -> float | None:
+    """A mock knob's milliseconds (None when unset).
+
+    Raises:
+        ValueError: not a number (booleans included) or outside 0..MAX_MOCK_MS.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_MOCK_MS:
+        raise ValueError(f"must be a number of milliseconds from 0 to {MAX_MOCK_MS:.0f}")
+    return float(value)
+
 
 VOCABULARY = ("indeed", "perhaps", "certainly", "notably", "briefly", "overall", "likewise",
               "however", "moreover", "frankly", "honestly", "clearly", "roughly", "simply")
@@ -53,10 +72,18 @@ class MockProvider:
     def __init__(self, default_latency_ms: float = 0.0) -> None:
         self.default_latency_ms = default_latency_ms
 
+    @staticmethod
+    def _knob(call: ProviderCall, name: str) -> float | None:
+        try:
+            return mock_ms((call.config.get("other") or {}).get(name))
+        except ValueError as exc:
+            raise ProviderError(f"other.{name} {exc}", status=422, type="unprocessable_entity_error") from None
+
     def _latency(self, call: ProviderCall) -> None:
-        latency_ms = call.config.get("other", {}).get("mock_latency_ms", self.default_latency_ms)
+        latency_ms = self._knob(call, "mock_latency_ms")
+        latency_ms = self.default_latency_ms if latency_ms is None else latency_ms
         if latency_ms:
-            time.sleep(float(latency_ms) / 1000)
+            time.sleep(latency_ms / 1000)
 
     def _sample(self, call: ProviderCall, index: int) -> Generation:
         config = call.config
@@ -94,8 +121,8 @@ class MockProvider:
                               provider_request=self._request(call), provider_responses=[response])
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta | StreamUsage]:
+        delay_ms = self._knob(call, "mock_token_delay_ms") or 0.0
         self._latency(call)
-        delay_ms = float(call.config.get("other", {}).get("mock_token_delay_ms", 0))
         generation_tokens = 0
         for index in range(call.num_samples):
             sample = self._sample(call, index)

@@ -21,6 +21,7 @@ from hl_notebook.wire import parse_retry_after, sse_data
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 600.0
+MAX_TIMEOUT = 3600.0  # other.timeout above this is refused (and huge floats overflow socket timeouts)
 CONTROL_KEYS = frozenset({"base_url", "timeout"})  # ours, never sent upstream (nor mock_*)
 # error types an upstream may put in a mid-stream error event -> (our status, our type)
 STREAM_ERRORS = {
@@ -54,8 +55,26 @@ def resolve_key(call: ProviderCall, provider: str, env: str, origin: str) -> str
     return key
 
 
+def base_url(value: Any) -> str | None:
+    """``other.base_url`` (None when unset).
+
+    Raises:
+        ValueError: not an http(s) URL string.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 def resolve_base(other: dict[str, Any], env: str, default: str) -> str:
-    return (other.get("base_url") or os.environ.get(env) or default).rstrip("/")
+    """``other.base_url``, else the server's env var, else the provider's public URL (no trailing /)."""
+    try:
+        given = base_url(other.get("base_url"))
+    except ValueError as exc:
+        raise ProviderError(f"other.base_url {exc}", status=422, type="unprocessable_entity_error") from None
+    return (given or os.environ.get(env) or default).rstrip("/")
 
 
 def estimate_tokens(messages: Iterable[dict[str, Any]], outputs: Iterable[str]) -> tuple[int, int]:
@@ -171,6 +190,24 @@ def _error_message(response: requests.Response) -> str | None:
     return error if isinstance(error, str) and error else None
 
 
+def timeout_seconds(value: Any) -> float | None:
+    """``other.timeout`` as seconds (None when unset).
+
+    Raises:
+        ValueError: not a number (booleans included), not positive, or above MAX_TIMEOUT.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+        raise ValueError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:.0f}")
+    return float(value)
+
+
 def read_timeout(other: dict[str, Any]) -> float:
-    """``other.timeout`` (seconds), else the default read timeout."""
-    return float(other.get("timeout") or READ_TIMEOUT)
+    """``other.timeout`` (seconds), else the default read timeout; a bad value is a 422 provider error
+    (a config stored before the schema checked it)."""
+    try:
+        seconds = timeout_seconds(other.get("timeout"))
+    except ValueError as exc:
+        raise ProviderError(f"other.timeout {exc}", status=422, type="unprocessable_entity_error") from None
+    return READ_TIMEOUT if seconds is None else seconds

@@ -15,7 +15,9 @@ _LAZY = {
     "chat": ("api", "chat"), "sweep": ("api", "sweep"), "retry": ("api", "retry"), "api_client": ("api", "api_client"),
     "history": ("archive", "history"), "compare": ("analysis", "compare"), "summary": ("analysis", "summary"),
     "plot": ("analysis", "plot"), "ChatPanel": ("widget", "ChatPanel"), "HLSettings": ("config", "HLSettings"),
-    "HLError": ("errors", "HLError"),
+    "HLError": ("errors", "HLError"), "register_config": ("manage", "register_config"),
+    "create_experiment": ("manage", "create_experiment"), "deploy": ("manage", "deploy"),
+    "list_configs": ("manage", "list_configs"), "list_experiments": ("manage", "list_experiments"),
 }
 __all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
 

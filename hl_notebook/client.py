@@ -386,10 +386,10 @@ class HLClient:
     def register_config(self, project: str, **config: Any) -> dict[str, Any]:
         return self.post("/model-configs", {"project": project, **config})
 
-    def create_experiment(self, project_id: str, name: str, config_ids: list[str], set_active: bool = False
-                          ) -> dict[str, Any]:
+    def create_experiment(self, project_id: str, name: str, config_ids: list[str], set_active: bool = False,
+                          positive_labels: list[dict[str, str]] | None = None) -> dict[str, Any]:
         body = {"name": name, "config_ids": config_ids, "set_active": set_active,
-                "positive_labels": [{"type": "binary", "value": "true"}]}
+                "positive_labels": positive_labels or [{"type": "binary", "value": "true"}]}
         return self.post(f"/projects/{project_id}/experiments", body)
 
     def deploy(self, project_id: str, *, config_id: str | None = None, experiment_id: str | None = None,

@@ -88,6 +88,17 @@ class HLChatMagics(Magics):
 
           In [4]: %%hlchat --model-config-id config_abc --stream
              ...: user: Tell me a story.
+
+        Registered configs, experiments and deployments (for --model-config-id, --experiment-id and
+        --deployed) are made with ``hl_notebook.register_config(model, temperature=…, project=…)``
+        (returns the id), ``create_experiment([ids], name=…)``, ``deploy(config_id=… or
+        experiment_id=…)``, and listed with ``list_configs(project)`` / ``list_experiments(project)``::
+
+          In [5]: a = hl_notebook.register_config("m1", temperature=0, project="support")
+             ...: b = hl_notebook.register_config("m2", temperature=0.7, project="support")
+
+          In [6]: %%hlchat --model-config-id {a},{b} --project support
+             ...: user: Where is my order?
         """
         return run_magic(self.shell, parse_options(line), cell)
 

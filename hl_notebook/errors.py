@@ -55,6 +55,10 @@ class HLInterrupted(KeyboardInterrupt):
         return _render(self, "KeyboardInterrupt")
 
 
+class HLCancelled(HLError):
+    """A call of an interrupted run that never finished: its row says so, and ``retry(df)`` runs it."""
+
+
 class HLInternalError(HLError):
     """An unexpected exception inside one call (a bug): kept as that call's error row, so a sweep
     never ends early; the original exception is its ``__cause__`` (shown with show_traceback)."""

@@ -12,16 +12,17 @@ import itertools
 import signal
 import sys
 import threading
+import uuid
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .call import CallResult, DeltaCallback, execute
 from .config import HLSettings
 from .connection import Connection, connect
-from .errors import HLError, HLInterrupted, HLUsageError
+from .errors import HLCancelled, HLError, HLInterrupted, HLUsageError
 from .spec import ChatSpec
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 class Run:
     """A finished (or interrupted) run: results in declared order, and the frame built from them.
 
-    ``results`` holds a row source for every spec that finished; cancelled calls are missing and
-    counted in ``cancelled``.
+    ``results`` holds one result per spec, in order: calls that never finished (Ctrl-C, Stop) are
+    results with an ``HLCancelled`` error, so they are rows and ``retry(df)`` can run them later.
     """
 
     results: list[CallResult]
@@ -54,11 +55,11 @@ class Run:
 
     @property
     def failed(self) -> list[CallResult]:
-        return [r for r in self.results if not r.ok]
+        return [r for r in self.results if not r.ok and not isinstance(r.error, HLCancelled)]
 
     @property
     def cancelled(self) -> int:
-        return self.total - len(self.results)
+        return sum(isinstance(r.error, HLCancelled) for r in self.results)
 
     @property
     def fatal(self) -> HLError | None:
@@ -71,7 +72,7 @@ class Run:
     def summary(self) -> str:
         """One line, e.g. ``118 ok, 2 failed (HLRateLimitError ×2); see the error column``."""
         failed = self.failed
-        text = f"{len(self.results) - len(failed)} ok, {len(failed)} failed"
+        text = f"{len(self.results) - len(failed) - self.cancelled} ok, {len(failed)} failed"
         if failed:
             counts = Counter(type(r.error).__name__ for r in failed)
             text += " (" + ", ".join(f"{name} ×{n}" for name, n in counts.most_common()) + "); see the error column"
@@ -157,6 +158,8 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
     if concurrency < 1:
         raise HLUsageError("--concurrency must be at least 1")
     connection = connection or connect()
+    # keys first: a call cut off in flight and its cancelled row (retried later) are one call to the server
+    specs = [spec if spec.call_key else replace(spec, call_key=uuid.uuid4().hex) for spec in specs]
     response_cache = _cache(cache)
     stop = stop or threading.Event()
     bar = Progress(len(specs), show_progress(progress) and len(specs) > 1)
@@ -193,7 +196,8 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
         stop.set()
         bar.close()
     run.interrupted = run.interrupted or len(done) < len(specs)
-    run.results = [done[i] for i in sorted(done)]
+    never = HLCancelled("cancelled before it finished (interrupted); retry(df) runs it")
+    run.results = [done.get(i) or CallResult(i, spec, error=never) for i, spec in enumerate(specs)]
     run.configs = _config_params(connection, run.results)
     if run.results:
         from . import archive

@@ -104,10 +104,19 @@ def test_interrupt_keeps_finished_rows_in_out_and_history(shell, slow_server, mo
                              "user: say {{word}}")
     watcher.join(10)
     partial = shell.user_ns["partial"]
-    assert 0 < len(partial) < 60
-    assert partial["error"].isna().all()
-    assert partial["output"].tolist() == [f"m: say w{c}" for c in partial["call"]]
-    assert len(hl_notebook.history()) == history_before + len(partial)
+    assert partial["call"].tolist() == list(range(60))  # every call is a row, cancelled ones too
+    done = partial[partial["error"].isna()]
+    assert 0 < len(done) < 60
+    assert done["output"].tolist() == [f"m: say w{c}" for c in done["call"]]
+    cancelled = partial[partial["error"].notna()]
+    assert set(cancelled["error_type"]) == {"HLCancelled"} and cancelled["output"].isna().all()
+    assert len(hl_notebook.history()) == history_before + 60
+    # the sweep can be resumed: retry() runs exactly the cancelled calls, each logged once
+    before = stats(slow_server)["requests"]
+    finished = hl_notebook.retry(partial)
+    assert finished["error"].isna().all() and finished["call"].tolist() == list(range(60))
+    assert finished["output"].tolist() == [f"m: say w{i}" for i in range(60)]
+    assert stats(slow_server)["requests"] - before <= len(cancelled)
 
 
 def test_cache_answers_repeats_without_http(point, slow_server):

@@ -70,11 +70,13 @@ many = [{{"n": i}} for i in range(200)]
         [line] = reply["content"]["traceback"]
         assert line.startswith("KeyboardInterrupt: ") and "cancelled; rows so far are in partial" in line, line
         check = execute(client, "import hl_notebook\n"
-                                "print(len(partial), partial['error'].isna().all(), len(hl_notebook.history()),"
-                                " (partial['output'] == 'm: say ' + partial['inputs.n']).all())")
-        rows, clean, history, right = check["text"].split()
-        assert 0 < int(rows) < 200
-        assert clean == "True" and right == "True"
-        assert int(history) == int(rows)
+                                "done = partial[partial['error'].isna()]\n"
+                                "print(len(partial), len(done), sorted(set(partial['error_type'].dropna())),"
+                                " len(hl_notebook.history()), (done['output'] == 'm: say ' + done['inputs.n']).all(),"
+                                " sep='|')")
+        rows, done, kinds, history, right = check["text"].strip().split("|")
+        assert int(rows) == 200 and 0 < int(done) < 200  # every call a row; cancelled ones say so
+        assert kinds == "['HLCancelled']"
+        assert right == "True" and int(history) == 200
     finally:
         server.stop()

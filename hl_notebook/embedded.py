@@ -9,7 +9,8 @@ import atexit
 import secrets
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .config import HOME
 from .errors import HLConfigError
@@ -25,6 +26,19 @@ class EmbeddedServer:
     api_key: Secret
     _server: object
     _thread: threading.Thread
+
+    @property
+    def mock_latency_ms(self) -> float:
+        return self._app().state.settings.mock_latency_ms
+
+    @mock_latency_ms.setter
+    def mock_latency_ms(self, value: float) -> None:
+        """Applies to the next call: the chat route reads the settings per request."""
+        state = self._app().state
+        state.settings = replace(state.settings, mock_latency_ms=value)
+
+    def _app(self) -> Any:
+        return self._server.config.app  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         """Ask uvicorn to finish (in-flight requests end, the SQLite file is closed cleanly);
@@ -66,6 +80,8 @@ def shared(mock_latency_ms: float = 0.0) -> tuple[EmbeddedServer, bool]:
     global _running
     with _lock:
         if _running is not None and _running._thread.is_alive():
+            if _running.mock_latency_ms != mock_latency_ms:  # %config HLSettings.mock_latency_ms changed
+                _running.mock_latency_ms = mock_latency_ms
             return _running, False
         _running = start(mock_latency_ms=mock_latency_ms)
         atexit.register(_running.stop)

@@ -89,3 +89,20 @@ def test_python_api_progress_argument_overrides_the_setting(point, server, capfd
     HLSettings.instance().progress = False
     hl_notebook.sweep("user: {{n}}", model="m", inputs=[{"n": 1}, {"n": 2}], progress=True)
     assert "hlchat: 100%" in capfd.readouterr().err
+
+
+def test_mock_latency_setting_applies_to_the_running_embedded_server(ipython, monkeypatch):
+    from hl_notebook import embedded
+
+    monkeypatch.delenv("HUMANLOOP_BASE_URL", raising=False)
+    HLSettings.instance().provider = ""
+    HLSettings.instance().history_path = ""
+    ipython.run_cell_magic("hlchat", "--model m --temperature 0", "user: first")  # starts (or reuses) it
+    server, _ = embedded.shared(HLSettings.instance().mock_latency_ms)
+    HLSettings.instance().mock_latency_ms = 5  # what %config HLSettings.mock_latency_ms = 5 sets
+    frame = ipython.run_cell_magic("hlchat", "--model m --temperature 0", "user: second")
+    assert frame["output"].tolist() == ["m: second"]
+    assert server.mock_latency_ms == 5  # was silently ignored after the first call
+    HLSettings.instance().mock_latency_ms = 0
+    ipython.run_cell_magic("hlchat", "--model m --temperature 0", "user: third")
+    assert server.mock_latency_ms == 0

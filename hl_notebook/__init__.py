@@ -18,6 +18,8 @@ _LAZY = {
     "HLError": ("errors", "HLError"), "register_config": ("manage", "register_config"),
     "create_experiment": ("manage", "create_experiment"), "deploy": ("manage", "deploy"),
     "list_configs": ("manage", "list_configs"), "list_experiments": ("manage", "list_experiments"),
+    # evaluation (issue 12): scores, judges, cost, diffs, reports
+    "score": ("scoring", "score"),
 }
 __all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
 

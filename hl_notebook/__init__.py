@@ -19,7 +19,7 @@ _LAZY = {
     "create_experiment": ("manage", "create_experiment"), "deploy": ("manage", "deploy"),
     "list_configs": ("manage", "list_configs"), "list_experiments": ("manage", "list_experiments"),
     # evaluation (issue 12): scores, judges, cost, diffs, reports
-    "score": ("scoring", "score"),
+    "score": ("scoring", "score"), "judge": ("judging", "judge"),
 }
 __all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
 

@@ -1,4 +1,4 @@
-"""Front end for notebooks: the ``%%hlchat`` cell magic and the ``%hlchat_history``/``%hlchat_panel`` line magics.
+"""Front end for notebooks: the ``%%hlchat``/``%%hlchat_judge`` cell magics and the ``%hlchat_history``/``%hlchat_panel`` line magics.
 
 Why: the whole notebook adapter lives here and only adapts: options + cell -> ``plan.make_specs`` ->
 ``pool.run_specs`` -> ``Run.result``. Importing it loads IPython only; the server, requests and
@@ -102,6 +102,47 @@ class HLChatMagics(Magics):
         """
         return run_magic(self.shell, parse_options(line), cell)
 
+    @no_var_expand
+    @magic_arguments()
+    @argument("frame", metavar="FRAME", help="The notebook variable holding the result frame to judge.")
+    @argument("--name", default="judge", help="The score's name: columns score.NAME, score.NAME.reason "
+              "(the judge's reply) and score.NAME.error (default: judge).")
+    @parameter_arguments()
+    @argument("--other", metavar="VAR", help="A dict of provider-specific extras for the judge's inline config.")
+    @argument("--model-config-id", dest="model_config_id", help="A registered config id to judge with.")
+    @argument("--deployed", action="store_true", help="Judge with the project's deployed config.")
+    @argument("--environment", help="Environment name for --deployed.")
+    @argument("--project", help="Project name for the judge's calls; default HLSettings.project.")
+    @argument("--concurrency", type=int, default=None, help="Parallel judge calls (default HLSettings).")
+    @argument("--cache", action="store_true", help="Answer identical judge calls from the local response cache.")
+    @argument("--base-url", dest="base_url", metavar="URL", help="A v4 server for the judge's calls.")
+    @argument("-o", "--out", metavar="NAME", help="Also assign the scored DataFrame to this notebook variable.")
+    @cell_magic
+    def hlchat_judge(self, line: str, cell: str) -> Any:
+        """Judge every row of a result frame with a model; return the frame with a score column.
+
+        The cell is the judge's prompt, in the format of ``%%hlchat``. ``{{output}}``, ``{{prompt}}``
+        and each ``inputs.NAME`` column (as ``{{inputs.NAME}}`` or ``{{NAME}}``) are filled from the
+        row; other names from notebook variables. One judge call per row with an output (failed
+        rows are not sent), through the same pool as a sweep. The score is the number, or
+        pass/fail (1/0), the reply ends with (also ``Score: X`` or ``[[X]]``); a reply without one
+        gives NA and a note in ``score.NAME.error``. An inline config runs at temperature 0 unless
+        ``--temperature`` is given.
+
+        Examples
+        --------
+        ::
+
+          In [1]: %%hlchat_judge df --model gpt-4o-mini --name relevance --out scored
+             ...: system: You grade answers. End your reply with a score from 1 to 10.
+             ...: user: Question: {{prompt}}
+             ...: Answer: {{output}}
+
+          In [2]: %%hlchat_judge scored --model gpt-4o-mini --name on_topic
+             ...: user: Is "{{output}}" about {{topic}}? Reply pass or fail.
+        """
+        return run_judge_magic(self.shell, parse_options(line, HLChatMagics.hlchat_judge), cell)
+
     @line_magic
     def hlchat_panel(self, line: str) -> Any:
         """Show the chat panel: the same calls and sweeps as %%hlchat, with controls."""
@@ -120,28 +161,30 @@ class HLChatMagics(Magics):
 # MagicArgumentParser does not take allow_abbrev; argparse reads the attribute at parse time, so
 # "--temp" is an unknown option (with a did-you-mean) rather than a silent prefix of "--temperature"
 HLChatMagics.hlchat.parser.allow_abbrev = False  # type: ignore[attr-defined]
+HLChatMagics.hlchat_judge.parser.allow_abbrev = False  # type: ignore[attr-defined]
 OPTION_NAMES = [o for action in HLChatMagics.hlchat.parser._actions  # type: ignore[attr-defined]
                 for o in action.option_strings]
 
 
-def parse_options(line: str) -> Any:
+def parse_options(line: str, magic: Any = HLChatMagics.hlchat) -> Any:
     """The magic line -> argparse namespace; any mistake is a one-line HLUsageError."""
     try:
-        args = parse_argstring(HLChatMagics.hlchat, line)
+        args = parse_argstring(magic, line)
     except (UsageError, ValueError) as exc:  # ValueError: unbalanced quotes in the line
-        raise _usage_error(str(exc)) from None
+        names = [o for action in magic.parser._actions for o in action.option_strings]
+        raise _usage_error(str(exc), names) from None
     if args.out is not None and not args.out.isidentifier():
         raise HLUsageError(f"--out {args.out!r} is not a valid variable name")
     return args
 
 
-def _usage_error(message: str) -> HLUsageError:
+def _usage_error(message: str, names: list[str] = OPTION_NAMES) -> HLUsageError:
     """argparse's message as one line, with a did-you-mean for unknown options."""
     unknown = re.search(r"unrecognized arguments: (\S+)", message)
     if unknown:
         option = unknown.group(1).split("=")[0]
-        prefixed = [name for name in OPTION_NAMES if name.startswith(option)]
-        hint = f"; did you mean {prefixed[0]}?" if len(prefixed) == 1 else did_you_mean(option, OPTION_NAMES)
+        prefixed = [name for name in names if name.startswith(option)]
+        hint = f"; did you mean {prefixed[0]}?" if len(prefixed) == 1 else did_you_mean(option, names)
         return HLUsageError(f"unknown option {option}{hint}")
     return HLUsageError(message.replace("\n", " "))
 
@@ -187,10 +230,53 @@ def run_magic(shell: Any, args: Any, cell: str) -> Any:
     return run.result(kept_in=args.out)
 
 
+def run_judge_magic(shell: Any, args: Any, cell: str) -> Any:
+    """``%%hlchat_judge``: frame + options + judge prompt -> ``judging.run_judge`` -> scored frame
+    (assigned to ``--out`` before an interrupt is raised; one line on stderr when judge calls failed)."""
+    import sys
+
+    from .errors import HLInterrupted
+    from .judging import run_judge
+    from .plan import SELECTORS, axis_values
+
+    frame = _frame_variable(shell.user_ns, args.frame, "FRAME")
+    options: dict[str, Any] = {}
+    for parameter in PARAMETERS:
+        values = getattr(args, parameter.name)
+        if parameter.name != "stop":
+            values = axis_values(parameter.name, values, shell.user_ns)
+        if values and len(values) > 1 and parameter.name != "stop":
+            raise HLUsageError(f"{parameter.option}: a judge takes one value, not {len(values)}")
+        if values:
+            options[parameter.name] = values[0] if parameter.name != "stop" or len(values) == 1 else list(values)
+    options.update({name: getattr(args, name, None) for name in SELECTORS if getattr(args, name, None)})
+    scored, run = run_judge(frame, cell, args.name, deployed=args.deployed, project=args.project,
+                            other=_variable(shell.user_ns, args.other, "--other"), base_url=args.base_url,
+                            concurrency=args.concurrency, cache=args.cache or None, namespace=shell.user_ns,
+                            **options)
+    if args.out:
+        shell.user_ns[args.out] = scored
+    if run is not None:
+        if run.interrupted and run.cancelled:
+            raise HLInterrupted(run.summary() + (f"; rows so far are in {args.out}" if args.out else ""))
+        text, problem = run.status()
+        if problem:
+            print(f"judge: {text}", file=sys.stderr)
+    return scored
+
+
 def _default_provider(base_url: str | None) -> str | None:
     from .connection import default_provider
 
     return default_provider(base_url)
+
+
+def _frame_variable(namespace: Mapping[str, Any], name: str, option: str) -> Any:
+    """A notebook variable that must hold a result frame (a DataFrame with an ``output`` column)."""
+    value = _variable(namespace, name, option)
+    if not hasattr(value, "columns") or "output" not in value.columns:
+        raise HLUsageError(f"{option} {name!r} is not a result frame (a DataFrame with an output column)")
+    return value
 
 
 def _variable(namespace: Mapping[str, Any], name: str | None, option: str) -> Any:

@@ -19,7 +19,8 @@ _LAZY = {
     "create_experiment": ("manage", "create_experiment"), "deploy": ("manage", "deploy"),
     "list_configs": ("manage", "list_configs"), "list_experiments": ("manage", "list_experiments"),
     # evaluation (issue 12): scores, judges, cost, diffs, reports
-    "score": ("scoring", "score"), "judge": ("judging", "judge"),
+    "score": ("scoring", "score"), "judge": ("judging", "judge"), "add_cost": ("pricing", "add_cost"),
+    "set_price": ("pricing", "set_price"), "diff": ("diffing", "diff"),
 }
 __all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
 

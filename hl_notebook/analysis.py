@@ -6,6 +6,7 @@ using only its documented columns, so they also work on frames loaded from histo
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import HLConfigError, HLUsageError
@@ -45,18 +46,35 @@ def _input_columns(df: "pd.DataFrame") -> list[str]:
     return [c for c in df.columns if str(c).startswith("inputs.")] or ["prompt"]
 
 
-def compare(df: "pd.DataFrame", by: str | Sequence[str] | None = None, values: str = "output") -> "pd.DataFrame":
+def compare(df: "pd.DataFrame", by: str | Sequence[str] | None = None, values: str = "output", *,
+            baseline: "pd.DataFrame | None" = None, collapse: bool = False) -> "pd.DataFrame":
     """A wide table: one row per input (or prompt), one column per config, samples stacked in a cell.
 
     Returns a DataFrame (``.shape``, ``.to_csv``, indexing work) that displays with wrapped,
-    left-aligned text.
+    left-aligned text. ``collapse=True`` shows each distinct value of a cell once, with its count
+    (``text ×3``). ``baseline=old_df`` instead returns ``diff(old_df, df, by=by)``: rows matched
+    with the baseline's, outputs side by side and metric deltas (see ``hl_notebook.diff``).
     """
+    if baseline is not None:
+        if collapse:
+            raise HLUsageError("compare(): collapse applies to the wide table, not to a diff against a baseline")
+        from .diffing import diff
+
+        return diff(baseline, df, by=by)
     columns = config_columns(df, by)
     rows = _input_columns(df)
-    data = df.assign(_config=_labels(df, columns), _value=_cell_text(df, values))
-    wide = data.pivot_table(index=rows, columns="_config", values="_value", aggfunc="\n".join, sort=False)
+    text = _cell_text(df, values, numbered=not collapse)
+    data = df.assign(_config=_labels(df, columns), _value=text)
+    wide = data.pivot_table(index=rows, columns="_config", values="_value", sort=False,
+                            aggfunc=_collapsed if collapse else "\n".join)
     wide.columns.name = " | ".join(columns)
     return _wrapped_class()(wide)
+
+
+def _collapsed(texts: "pd.Series") -> str:
+    """Each distinct text once, in first-seen order, with ``×n`` when it occurs n > 1 times."""
+    counts = Counter(texts)
+    return "\n".join(text if counts[text] == 1 else f"{text} ×{counts[text]}" for text in dict.fromkeys(texts))
 
 
 _Wrapped: type | None = None
@@ -81,17 +99,21 @@ def _wrapped_class() -> type:
     return _Wrapped
 
 
-def _cell_text(df: "pd.DataFrame", values: str) -> "pd.Series":
+def _cell_text(df: "pd.DataFrame", values: str, numbered: bool = True) -> "pd.Series":
     text = df[values].astype("string").fillna("")
     failed = df["error"].notna() if "error" in df.columns else False
     text = text.where(~failed, "⚠ " + df.get("error_type", "error").astype("string").fillna("error"))
+    if not numbered:
+        return text.fillna("")
     many = df.groupby("call")["sample"].transform("count") > 1 if "call" in df.columns else False
     prefix = "[" + df["sample"].astype("string").fillna("–") + "] "
     return text.where(~many, prefix + text).fillna("")
 
 
 def summary(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> "pd.DataFrame":
-    """Per config: calls, samples, failed calls, error rate, latency p50/p95 (per call), mean tokens."""
+    """Per config: calls, samples, failed calls, error rate, latency p50/p95 (per call), mean tokens,
+    and cost in USD: total, and mean per call (``cost_usd``, computed with ``add_cost`` when the frame
+    has none; calls without a known cost are left out of both, and a config with none shows NA)."""
     import pandas as pd
 
     columns = config_columns(df, by)
@@ -107,7 +129,20 @@ def summary(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> "pd.Da
     table["latency_p95_s"] = grouped["latency_s"].quantile(0.95)
     for name in ("prompt_tokens", "generation_tokens", "total_tokens"):
         table[f"mean_{name}"] = grouped[name].mean()
+    table["total_cost_usd"], table["mean_cost_usd"] = _costs(df, columns)
     return table
+
+
+def _costs(df: "pd.DataFrame", columns: list[str]) -> tuple["pd.Series", "pd.Series"]:
+    """Per config: the sum of ``cost_usd`` and its mean per call (a call's rows summed first)."""
+    from .pricing import add_cost
+
+    costed = df if "cost_usd" in df.columns else add_cost(df)
+    ids = ["call_key"] if "call_key" in costed.columns and costed["call_key"].notna().all() \
+        else [c for c in ("session", "run", "call") if c in costed.columns]
+    per_call = costed.groupby([*columns, *ids], dropna=False, sort=False)["cost_usd"].sum(min_count=1)
+    grouped = per_call.groupby(level=list(range(len(columns))), dropna=False, sort=False)
+    return grouped.sum(min_count=1), grouped.mean()
 
 
 def plot(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> Any:

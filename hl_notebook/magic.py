@@ -61,6 +61,9 @@ class HLChatMagics(Magics):
               help="A v4 server for this cell (key from HLSettings.api_key_env); default: HLSettings.base_url, "
                    "then $HUMANLOOP_BASE_URL, then the embedded local server.")
     @argument("-o", "--out", metavar="NAME", help="Also assign the DataFrame to this notebook variable.")
+    @argument("--baseline", metavar="NAME", help="A result frame in the notebook to diff against when the run "
+              "finishes: rows matched by input and sample, outputs side by side, score/cost/latency deltas "
+              "(hl_notebook.diff). The new frame is still returned.")
     @cell_magic
     def hlchat(self, line: str, cell: str) -> Any:
         """Send the cell's chat messages to a Humanloop v4 endpoint; return the responses as a DataFrame.
@@ -99,6 +102,9 @@ class HLChatMagics(Magics):
 
           In [6]: %%hlchat --model-config-id {a},{b} --project support
              ...: user: Where is my order?
+
+          In [7]: %%hlchat --model m1 --inputs rows --baseline yesterday
+             ...: user: Summarise {{text}}
         """
         return run_magic(self.shell, parse_options(line), cell)
 
@@ -216,6 +222,7 @@ def run_magic(shell: Any, args: Any, cell: str) -> Any:
 
     # plan before connecting: a bad cell never starts the embedded server
     specs = magic_specs(args, cell, shell.user_ns, _default_provider(args.base_url))
+    baseline = _frame_variable(shell.user_ns, args.baseline, "--baseline") if args.baseline else None
     connection = connect(args.base_url)
     view = StreamView() if args.stream else None
     try:
@@ -227,7 +234,14 @@ def run_magic(shell: Any, args: Any, cell: str) -> Any:
             view.close()
     if args.out:
         shell.user_ns[args.out] = run.frame
-    return run.result(kept_in=args.out)
+    frame = run.result(kept_in=args.out)
+    if baseline is not None:
+        from IPython.display import display
+
+        from .diffing import diff
+
+        display(diff(baseline, frame))
+    return frame
 
 
 def run_judge_magic(shell: Any, args: Any, cell: str) -> Any:

@@ -20,7 +20,7 @@ _LAZY = {
     "list_configs": ("manage", "list_configs"), "list_experiments": ("manage", "list_experiments"),
     # evaluation (issue 12): scores, judges, cost, diffs, reports
     "score": ("scoring", "score"), "judge": ("judging", "judge"), "add_cost": ("pricing", "add_cost"),
-    "set_price": ("pricing", "set_price"), "diff": ("diffing", "diff"),
+    "set_price": ("pricing", "set_price"), "diff": ("diffing", "diff"), "report": ("reporting", "report"),
 }
 __all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,19 @@ def test_main_job_prints_the_quickstart_table(tmp_path):
                             env={**os.environ, "HL_NOTEBOOK_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "endpoint" in result.stdout and "deployed" in result.stdout
+
+
+def test_evaluate_scores_judges_prices_diffs_and_reports(tmp_path):
+    notebook = execute(ROOT / "notebooks" / "evaluate.ipynb", tmp_path)
+    outputs = {index: cell.get("outputs", []) for index, cell in enumerate(notebook.cells)}
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                     for cell_outputs in outputs.values() for o in cell_outputs)
+    assert "match" in text and "old.output" in text  # %%hlchat --baseline displayed the diff
+    assert "×3" in text  # compare(collapse=True)
+    assert "score.concise" in text and "score.clarity" in text  # a Python score and a judge score
+    total = re.search(r"total: \$(\d+\.\d+) for 30 calls", text)
+    assert total and float(total.group(1)) > 0  # set_price for the mock models
+    report = re.search(r"(\S+evaluate-report\.html) [\d,]+ bytes", text)
+    assert report, "the report's path was not printed"
+    page = Path(report.group(1)).read_text(encoding="utf-8")
+    assert page.count("<img") == 3 and "<script" not in page and '<section id="baseline">' in page

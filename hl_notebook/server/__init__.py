@@ -19,7 +19,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     """Build the app: one router per concern, store and settings on ``app.state``."""
     import anyio.to_thread
 
-    from . import routes_admin, routes_chat, stats
+    from . import routes_admin, routes_chat, routes_info, stats
     from .errors import install_error_handlers
     from .limits import BodySizeLimit
     from .store import Store
@@ -38,6 +38,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(routes_chat.router, prefix=API_PREFIX)
     app.include_router(routes_admin.router, prefix=API_PREFIX)
     app.include_router(stats.router, prefix=API_PREFIX)
+    app.include_router(routes_info.router, prefix=API_PREFIX)
     app.state.counters = stats.ChatCounters()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(stats.CountChatRequests, counters=app.state.counters, prefix=API_PREFIX)

@@ -85,6 +85,16 @@ def test_the_judge_runs_in_the_sweep_pool_with_its_progress_and_cache(frame, cap
     assert again["score.judge"].equals(first["score.judge"])
 
 
+def test_judge_calls_run_concurrently_up_to_the_limit(frame, server):
+    server.post("/server-stats/reset", {})
+    slow = {"mock_latency_ms": 300}  # long enough for calls to overlap on the server
+    hl_notebook.judge(frame, "user: {{verdict}}", model="j", concurrency=3, other=slow)
+    assert 2 <= server.get("/server-stats").json()["max_in_flight"] <= 3  # overlapping, within the limit
+    server.post("/server-stats/reset", {})
+    hl_notebook.judge(frame, "user: {{verdict}}", model="j", concurrency=1, other=slow)
+    assert server.get("/server-stats").json()["max_in_flight"] == 1
+
+
 def test_a_name_no_column_provides_fails_before_sending(frame):
     before = len(hl_notebook.history())
     with pytest.raises(MissingInputError, match="rubric"):

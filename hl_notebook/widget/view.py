@@ -1,13 +1,14 @@
-"""ChatPanel: an ipywidgets front end over PanelState and the shared run path.
+"""ChatPanel: an ipywidgets view over PanelState, the shared run path and the project's registry.
 
-Why: many users would rather click than type options. The widgets only edit a PanelState; Run
-builds specs with ``PanelState.specs`` and runs them with ``pool.run_specs`` — the magic's path —
-on a background thread, so Stop stays clickable and finished rows are kept. The config controls
-are made from ``spec.PARAMETERS``, one per parameter.
+Why: many users would rather click than type options. The widgets only edit a PanelState and show
+what it decides (``state``, ``render``); Run builds specs with ``PanelState.specs`` and runs them with
+``pool.run_specs`` — the magic's path — on a background thread, so Stop stays clickable, progress and
+rows appear as calls finish, and finished rows are kept. Widget values are set from that thread
+(ipywidgets sends them from any thread). The config controls are made from ``spec.PARAMETERS``.
 """
 from __future__ import annotations
 
-import html
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +16,27 @@ import ipywidgets as w
 
 from ..errors import HLError, HLUsageError
 from ..spec import PARAMETERS, Parameter
-from .state import ENDPOINT_LABELS, PanelState
+from .registry import Registry, server_providers
+from .render import frame_html, hint_html, status_html, stream_html, table_html, title_html
+from .state import (ENDPOINT_LABELS, LiveRun, PanelState, comparison_labels, explain, failed_badge, label,
+                    last_hlchat_cell, outcome, parameter_problem, shown_value, with_run)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _CONTROL_ALIASES = {"num_samples": "samples", "model_config_id": "config_picker",
                     "experiment_id": "experiment_picker"}
-TABLE_COLUMNS = ["call", "sample", "endpoint", "model", "temperature", "inputs", "output", "finish_reason",
-                 "total_tokens", "latency_s", "error"]
+_LABEL_STYLE = {"description_width": "100px"}
+TITLE = ("Chat panel", "%%hlchat with controls: pick an endpoint, edit the messages, click Run.")
+
+
+def _row(*children: w.Widget, **layout: Any) -> w.HBox:
+    """A row that wraps instead of clipping on a narrow window (pitfall 20)."""
+    return w.HBox(list(children), layout=w.Layout(flex_flow="row wrap", align_items="center", **layout))
+
+
+def _hidden(widget: w.Widget, hidden: bool) -> None:
+    widget.layout.display = "none" if hidden else None
 
 
 class ChatPanel(w.VBox):
@@ -31,84 +44,130 @@ class ChatPanel(w.VBox):
 
     def __init__(self, state: PanelState | None = None, shell: Any = None) -> None:
         self.state = state or PanelState()
+        self.registry = Registry()
         self.shell = shell
-        self.result: "pd.DataFrame | None" = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._stopped_by_user = False
+        self._live: LiveRun | None = None
         self._build()
-        super().__init__([self._header, self._selector_box, self._messages_box, self._options_box,
-                          self._compare_box, self._actions, self._progress, self._status, self._stream_area,
-                          self._table, self._save_box], layout=w.Layout(width="100%"))
-        self._on_endpoint_change({"new": self.state.endpoint})
+        super().__init__([self._title, self._header, self._selector_box, self._messages_box, self._options_box,
+                          self._compare_box, self._actions, self._progress_box, self._status_box, self._streams,
+                          self._tabs, self._save_box], layout=w.Layout(width="100%"))
+        self._on_endpoint_change()
+        self._draw_results()
+        # the provider list comes from the server (GET /server-info); asked off the kernel's thread
+        self._providers_thread = threading.Thread(target=self._load_providers, daemon=True, name="hl_notebook-info")
+        self._providers_thread.start()
+
+    @property
+    def result(self) -> "pd.DataFrame | None":
+        return self.state.result
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
         s = self.state
-        wide = w.Layout(width="98%")
-        label = {"description_width": "100px"}
-        self._endpoint = w.ToggleButtons(style=label, options=[(text, key) for key, text in ENDPOINT_LABELS.items()],
-                                         value=s.endpoint, description="Endpoint")
-        self._project = w.Text(style=label, value=s.project, description="Project", placeholder="default")
-        self._header = w.VBox([self._endpoint, self._project])
-        # /chat inline config: one control per parameter, two per row
-        self._controls = {p.name: _control(p, s.parameters.get(p.name), label) for p in PARAMETERS}
-        for name, control in self._controls.items():
-            setattr(self, f"_{name}", control)  # ``panel._temperature`` etc., as ipywidgets tests expect
-        controls = list(self._controls.values())
-        self._chat_box = w.VBox([w.HBox(controls[i:i + 2]) for i in range(0, len(controls), 2)])
-        # registered configs, experiments, deployments
-        self._config_picker = w.Dropdown(style=label, options=[], description="Config")
-        self._experiment_picker = w.Dropdown(style=label, options=[], description="Experiment")
-        self._environment = w.Text(style=label, value=s.environment, description="Environment",
-                                   placeholder="production")
-        self._refresh = w.Button(description="Refresh", icon="refresh", tooltip="list the project's configs")
-        self._config_box = w.HBox([self._config_picker, self._refresh])
-        self._experiment_box = w.HBox([self._experiment_picker])
-        self._deployed_box = w.HBox([self._environment])
-        self._selector_box = w.VBox([])
-        # messages
-        self._messages = w.Textarea(style=label, value=s.messages_text, description="Messages", rows=6, layout=wide,
-                                    placeholder="system: …\nuser: …")
-        self._load_name = w.Text(style=label, description="Load from", placeholder="variable (blank: last %%hlchat cell)",
-                                  layout=w.Layout(width="420px"))
+        self._title = w.HTML(title_html(*TITLE))
+        self._endpoint = w.ToggleButtons(style={**_LABEL_STYLE, "button_width": "auto"}, description="Endpoint",
+                                         options=[(text, key) for key, text in ENDPOINT_LABELS.items()],
+                                         value=s.endpoint, layout=w.Layout(flex_flow="row wrap", width="auto"))
+        self._project = w.Text(style=_LABEL_STYLE, value=s.project, description="Project",
+                               placeholder=s.project_name())
+        self._header = w.VBox([self._endpoint, _row(self._project)])
+        self._build_parameters()
+        self._build_registry()
+        self._messages = w.Textarea(style=_LABEL_STYLE, value=s.messages_text, description="Messages", rows=6,
+                                    layout=w.Layout(width="98%"), placeholder="system: …\nuser: …")
+        self._load_name = w.Text(style=_LABEL_STYLE, description="Load from",
+                                 placeholder="variable (blank: last %%hlchat cell)")
         self._load = w.Button(description="Load", icon="download")
-        self._messages_box = w.VBox([self._messages, w.HBox([self._load_name, self._load])])
-        # run options
-        self._inputs = w.Text(style=label, value=s.inputs_variable, description="Inputs",
+        self._messages_box = w.VBox([self._messages, _row(self._load_name, self._load)])
+        self._inputs = w.Text(style=_LABEL_STYLE, value=s.inputs_variable, description=label("inputs"),
                               placeholder="variable (optional)")
-        self._samples = w.BoundedIntText(style=label, value=s.num_samples, min=1, max=100, description="Samples")
-        self._stream = w.Checkbox(value=s.stream, description="Stream")
-        self._concurrency = w.BoundedIntText(style=label, value=s.concurrency, min=1, max=64, description="Concurrency")
-        self._options_box = w.HBox([self._inputs, self._samples, self._concurrency, self._stream])
-        # comparison
+        self._samples = w.IntText(style=_LABEL_STYLE, value=s.num_samples, description=label("num_samples"))
+        self._stream = w.Checkbox(value=s.stream, description="Stream", indent=False, layout=w.Layout(width="auto"))
+        self._concurrency = w.IntText(style=_LABEL_STYLE, value=s.concurrency, description=label("concurrency"))
+        self._options_box = _row(self._inputs, self._samples, self._concurrency, self._stream)
         self._add = w.Button(description="Add to comparison", icon="plus", layout=w.Layout(width="auto"))
         self._clear = w.Button(description="Clear comparison", icon="times", layout=w.Layout(width="auto"))
-        self._compare_list = w.HTML()
-        self._compare_box = w.VBox([w.HBox([self._add, self._clear]), self._compare_list])
-        # actions and results
-        self._run = w.Button(description="Run", button_style="primary", icon="play")
-        self._stop_button = w.Button(description="Stop", icon="stop", disabled=True)
-        self._clear_results = w.Button(description="Clear results", icon="eraser")
-        self._actions = w.HBox([self._run, self._stop_button, self._clear_results])
-        self._progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(visibility="hidden"))
-        self._status = w.HTML()
-        self._stream_area = w.Textarea(value="", rows=4, disabled=True, layout=w.Layout(width="98%", display="none"))
-        self._table = w.HTML()
-        self._save_name = w.Text(style=label, description="Save as", placeholder="variable name")
-        self._save = w.Button(description="Save", icon="save")
-        self._save_box = w.HBox([self._save_name, self._save])
+        self._compare_list = w.VBox([])
+        self._compare_box = w.VBox([_row(self._add, self._clear), self._compare_list])
+        self._build_results()
         self._wire()
+
+    def _build_parameters(self) -> None:
+        """/chat's inline config: one control per parameter, its range problem shown beside it."""
+        s = self.state
+        self._controls = {p.name: _control(p, s.parameters.get(p.name), s) for p in PARAMETERS}
+        self._hints = {name: w.HTML() for name in self._controls}
+        for name, control in self._controls.items():
+            setattr(self, f"_{name}", control)  # ``panel._temperature`` etc., as ipywidgets tests expect
+        cells = [w.VBox([control, self._hints[name]]) for name, control in self._controls.items()]
+        self._register = w.Button(description="Register config", icon="bookmark", layout=w.Layout(width="auto"),
+                                  tooltip="save these settings as a config of the project (for the other endpoints)")
+        self._chat_box = w.VBox([_row(*cells), _row(self._register)])
+
+    def _build_registry(self) -> None:
+        """Registered configs, experiments and deployments: pick, create, deploy."""
+        s = self.state
+        self._refresh = w.Button(description="Refresh", icon="refresh", tooltip="list the project's configs and experiments")
+        self._config_picker = w.Dropdown(style=_LABEL_STYLE, options=[], description="Config")
+        self._experiment_picker = w.Dropdown(style=_LABEL_STYLE, options=[], description="Experiment")
+        self._environment = w.Text(style=_LABEL_STYLE, value=s.environment, description="Environment",
+                                   placeholder="default environment")
+        self._experiment_configs = w.SelectMultiple(style=_LABEL_STYLE, options=[], rows=3, description="Configs")
+        self._experiment_name = w.Text(style=_LABEL_STYLE, description="Name", placeholder="configs' labels")
+        self._create_experiment = w.Button(description="Create experiment", icon="flask", layout=w.Layout(width="auto"))
+        self._deploy_target = w.Dropdown(style=_LABEL_STYLE, options=[], description="Deploy")
+        self._deploy = w.Button(description="Deploy to environment", icon="rocket", layout=w.Layout(width="auto"))
+        self._deployments = w.HTML()
+        self._sections = {
+            "registry": _row(self._refresh),
+            "config": _row(self._config_picker),
+            "experiment": _row(self._experiment_picker),
+            "new_experiment": _row(self._experiment_configs, self._experiment_name, self._create_experiment),
+            "environment": _row(self._environment),
+            "deploy": w.VBox([_row(self._deploy_target, self._deploy), self._deployments]),
+            "parameters": self._chat_box,
+        }
+        self._selector_box = w.VBox([])
+
+    def _build_results(self) -> None:
+        self._run = w.Button(description=self.state.run_label(), button_style="primary", icon="play",
+                             layout=w.Layout(width="auto"))
+        self._stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        self._clear_results = w.Button(description="Clear results", icon="eraser", layout=w.Layout(width="auto"))
+        self._actions = _row(self._run, self._stop_button, self._clear_results)
+        self._progress = w.IntProgress(value=0, min=0, max=1)
+        self._progress_text = w.HTML()
+        self._progress_box = _row(self._progress, self._progress_text)
+        self._status = w.HTML()
+        self._failed_toggle = w.Button(layout=w.Layout(width="auto"), tooltip="show only the failed rows, or all")
+        self._status_box = _row(self._status, self._failed_toggle)
+        self._streams = w.HTML(layout=w.Layout(width="98%"))
+        self._table = w.HTML()
+        self._compare_view = w.HTML()
+        self._summary_view = w.HTML()
+        self._tabs = w.Tab(children=[self._table, self._compare_view, self._summary_view],
+                           titles=["Rows", "Compare", "Summary"], layout=w.Layout(width="98%"))
+        self._save_name = w.Text(style=_LABEL_STYLE, description="Save as", placeholder="variable name")
+        self._save = w.Button(description="Save", icon="save")
+        self._save_box = _row(self._save_name, self._save)
+        _hidden(self._progress_box, True)
 
     def _wire(self) -> None:
         self._endpoint.observe(self._on_endpoint_change, names="value")
-        self._refresh.on_click(self._on_refresh_click)
-        self._load.on_click(self._on_load_click)
-        self._add.on_click(self._on_add_click)
-        self._clear.on_click(self._on_clear_click)
-        self._run.on_click(self._on_run_click)
-        self._stop_button.on_click(self._on_stop_click)
-        self._clear_results.on_click(self._on_clear_results_click)
-        self._save.on_click(self._on_save_click)
+        self._project.observe(self._on_project_change, names="value")
+        for name, control in self._controls.items():
+            control.observe(functools.partial(self._on_parameter_change, name), names="value")
+        for button, handler in ((self._refresh, self._on_refresh_click), (self._register, self._on_register_click),
+                                (self._create_experiment, self._on_create_experiment_click),
+                                (self._deploy, self._on_deploy_click), (self._load, self._on_load_click),
+                                (self._add, self._on_add_click), (self._clear, self._on_clear_click),
+                                (self._run, self._on_run_click), (self._stop_button, self._on_stop_click),
+                                (self._clear_results, self._on_clear_results_click),
+                                (self._failed_toggle, self._on_failed_toggle_click), (self._save, self._on_save_click)):
+            button.on_click(handler)
 
     # -- state <-> widgets -----------------------------------------------------------------------
     def sync_state(self) -> PanelState:
@@ -116,157 +175,272 @@ class ChatPanel(w.VBox):
         s = self.state
         s.endpoint, s.project, s.messages_text = self._endpoint.value, self._project.value, self._messages.value
         s.parameters = {name: control.value for name, control in self._controls.items()}
-        s.current_config()  # a value out of range or of the wrong type is reported now, before Run
         s.model_config_id = self._config_picker.value or ""
         s.experiment_id = self._experiment_picker.value or ""
         s.environment = self._environment.value.strip()
         s.inputs_variable, s.num_samples = self._inputs.value, self._samples.value
         s.stream, s.concurrency = self._stream.value, self._concurrency.value
+        self.registry.project = s.project_name()
         return s
 
     def _namespace(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
 
-    def _say(self, text: str, error: bool = False) -> None:
-        color = "#b00020" if error else "#333"
-        self._status.value = f'<span style="color:{color}">{html.escape(text)}</span>' if text else ""
+    def _say(self, text: str, tone: str = "") -> None:
+        self._status.value = status_html(text, tone)
 
-    # -- handlers --------------------------------------------------------------------------------
-    def _on_endpoint_change(self, change: dict[str, Any]) -> None:
-        boxes = {"chat": self._chat_box, "model-config": self._config_box,
-                 "experiment": self._experiment_box, "deployed": self._deployed_box}
-        self._selector_box.children = [boxes[change["new"]]]
+    def _fail(self, error: HLError) -> None:
+        self._say(explain(error), "error")
 
-    def _on_refresh_click(self, _: Any = None) -> None:
-        """Fill the config and experiment pickers from the server (the project by name)."""
+    # -- handlers: controls and registry ---------------------------------------------------------------
+    def _on_endpoint_change(self, _: Any = None) -> None:
+        self.state.endpoint = self._endpoint.value
+        self._selector_box.children = [self._sections[name] for name in self.state.sections()]
+
+    def _on_project_change(self, change: dict[str, Any]) -> None:
+        self.state.project = change["new"]
+        self._project.placeholder = self.state.project_name()
+
+    def _on_parameter_change(self, name: str, change: dict[str, Any]) -> None:
+        shown = shown_value(name, change["new"])
+        if shown != change["new"]:
+            self._controls[name].value = shown  # max_tokens -1 reads "no limit"; observed again
+            return
+        self._hints[name].value = hint_html(parameter_problem(name, change["new"]))
+
+    def _load_providers(self) -> None:
         from ..connection import connect
 
         try:
-            client = connect().client
-            name = self._project.value.strip() or "default"
-            projects = [p for p in client.projects() if p["name"] == name]
-            if not projects:
-                self._say(f"no project named {name!r} on the server yet", error=True)
-                return
-            configs = client.project_configs(projects[0]["id"])
-            experiments = client.project_experiments(projects[0]["id"])
+            providers = server_providers(connect())
+        except HLError:
+            return  # no server to ask: every wire provider stays listed
+        self.state.providers = providers
+        _fill(self._provider, [(name, name) for name in providers])
+
+    def _fill_registry(self) -> None:
+        options = self.registry.config_options()
+        _fill(self._config_picker, options)
+        self._experiment_configs.options = options
+        _fill(self._experiment_picker, self.registry.experiment_options())
+        _fill(self._deploy_target, self.registry.deploy_options())
+        self._deployments.value = status_html("; ".join(self.registry.deployment_lines()))
+
+    def _on_refresh_click(self, _: Any = None) -> None:
+        """Fill the config and experiment pickers from the server (the project by name)."""
+        self.sync_state()
+        try:
+            text = self.registry.refresh(self.state.project_name())
         except HLError as exc:
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            self._fail(exc)
             return
-        _fill(self._config_picker, [(f"{c['config'].get('name')} ({c['config']['id']})", c["config"]["id"])
-                                    for c in configs])
-        _fill(self._experiment_picker, [(f"{e['name']} ({e['id']})", e["id"]) for e in experiments])
-        self._say(f"{len(configs)} configs, {len(experiments)} experiments in {name}")
+        self._fill_registry()
+        self._say(text)
+
+    def _on_register_click(self, _: Any = None) -> None:
+        self.sync_state()
+        try:
+            config_id = self.registry.register(self.state.current_config())
+            self.registry.refresh(self.state.project_name())
+        except HLError as exc:
+            self._fail(exc)
+            return
+        self._fill_registry()
+        self._say(f"registered config {self.registry.config_names().get(config_id, config_id)} "
+                  f"in {self.registry.project}")
+
+    def _on_create_experiment_click(self, _: Any = None) -> None:
+        self.sync_state()
+        try:
+            experiment_id = self.registry.create_experiment(list(self._experiment_configs.value),
+                                                            self._experiment_name.value)
+            self.registry.refresh(self.state.project_name())
+        except HLError as exc:
+            self._fail(exc)
+            return
+        self._fill_registry()
+        self._experiment_picker.value = experiment_id
+        self._say(f"created experiment {self.registry.experiment_names()[experiment_id]} in {self.registry.project}")
+
+    def _on_deploy_click(self, _: Any = None) -> None:
+        self.sync_state()
+        try:
+            text = self.registry.deploy(self._deploy_target.value or "", self._environment.value)
+        except HLError as exc:
+            self._fail(exc)
+            return
+        self._fill_registry()
+        self._say(text, "ok")
 
     def _on_load_click(self, _: Any = None) -> None:
         """Load messages from a variable (cell text or a list of messages) or the last %%hlchat cell."""
         import json
 
         name = self._load_name.value.strip()
-        namespace = self._namespace()
         if name:
+            namespace = self._namespace()
             if name not in namespace:
-                self._say(f"variable {name!r} is not defined in the notebook", error=True)
+                self._say(f"Load from: {name!r} is not defined in the notebook", "error")
                 return
             value = namespace[name]
             self._messages.value = value if isinstance(value, str) else json.dumps(value, indent=1)
-            self._say(f"loaded messages from {name}")
+            self._say(f"loaded the messages from {name}")
             return
-        cells = [c for c in namespace.get("In", []) if c.lstrip().startswith("%%hlchat")]
-        if not cells:
-            self._say("no %%hlchat cell has run yet; give a variable name", error=True)
+        history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None) or []
+        body = last_hlchat_cell(history)
+        if body is None:
+            self._say("no %%hlchat cell has run yet: run one, or give a variable in Load from", "error")
             return
-        self._messages.value = cells[-1].lstrip().split("\n", 1)[1] if "\n" in cells[-1].lstrip() else ""
-        self._say("loaded the last %%hlchat cell")
+        self._messages.value = body
+        self._say("loaded the messages of the last %%hlchat cell")
 
+    # -- handlers: comparison ----------------------------------------------------------------------
     def _on_add_click(self, _: Any = None) -> None:
         try:
-            entry = self.sync_state().add_to_comparison()
+            self.sync_state().add_to_comparison()
         except HLError as exc:
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            self._fail(exc)
             return
-        self._render_comparison()
-        self._say(f"added {_describe(entry)}")
+        self._draw_comparison()
+        self._say(f"comparing {len(self.state.comparison)}: Run sweeps them all")
 
     def _on_clear_click(self, _: Any = None) -> None:
         self.state.comparison.clear()
-        self._render_comparison()
+        self._draw_comparison()
 
-    def _render_comparison(self) -> None:
-        items = "".join(f"<li>{html.escape(_describe(e))}</li>" for e in self.state.comparison)
-        self._compare_list.value = f"<b>Comparing {len(self.state.comparison)}:</b><ol>{items}</ol>" if items else ""
+    def _on_remove_click(self, index: int, _: Any = None) -> None:
+        self.state.remove_from_comparison(index)
+        self._draw_comparison()
 
+    def _draw_comparison(self) -> None:
+        rows = []
+        labels = comparison_labels(self.state.comparison, self.registry.config_names(),
+                                   self.registry.experiment_names())
+        for index, text in enumerate(labels):
+            remove = w.Button(icon="times", tooltip=f"remove {text}", layout=w.Layout(width="32px"))
+            remove.on_click(functools.partial(self._on_remove_click, index))
+            rows.append(_row(remove, w.HTML(status_html(f"{index + 1}. {text}"))))
+        self._compare_list.children = rows
+        self._run.description = self.state.run_label()
+
+    # -- handlers: run -----------------------------------------------------------------------------
     def _on_run_click(self, _: Any = None) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
         from ..connection import connect
 
+        _hidden(self._progress_box, True)  # a stale bar never sits above a new error
         try:
             connection = connect()
             specs = self.sync_state().specs(self._namespace(), connection.default_provider)
         except HLError as exc:
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            self._fail(exc)
             return
         self._stopping.clear()
+        self._stopped_by_user = False
+        live = self._live = self.state.start_run(len(specs))
         self._run.disabled, self._stop_button.disabled = True, False
         self._progress.max, self._progress.value = len(specs), 0
-        self._progress.layout.visibility = "visible"
-        self._stream_area.value = ""
-        self._stream_area.layout.display = "block" if self.state.stream and len(specs) == 1 else "none"
-        self._say(f"running {len(specs)} call{'s' if len(specs) > 1 else ''}…")
-        self._thread = threading.Thread(target=self._run_in_background, args=(specs, connection), daemon=True,
+        self._progress_text.value = status_html(live.progress())
+        _hidden(self._progress_box, False)
+        self._streams.value = ""
+        _hidden(self._streams, not self.state.stream)
+        self._say(f"run {live.number}: {len(specs)} call{'s' if len(specs) > 1 else ''}…")
+        self._thread = threading.Thread(target=self._run_in_background, args=(specs, connection, live), daemon=True,
                                         name="hl_notebook-panel")
         self._thread.start()
 
-    def _run_in_background(self, specs: list, connection: Any) -> None:
+    def _run_in_background(self, specs: list, connection: Any, live: LiveRun) -> None:
         from ..pool import run_specs
 
         try:
             run = run_specs(specs, connection=connection, concurrency=self.state.concurrency, progress=False,
                             on_delta=self._on_delta, stop=self._stopping, on_result=self._on_result)
-            self._show(run)
+            self._live = None
+            self.state.add_rows(with_run(run.frame, live.number))
+            self._say(*outcome(run, self._stopped_by_user, live.elapsed))
+            self._draw_analysis()
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never lost in a thread
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            self._say(explain(exc) if isinstance(exc, HLError) else f"{type(exc).__name__}: {exc}", "error")
             if not isinstance(exc, HLError) and self.shell is not None:
                 self.shell.showtraceback()
         finally:
+            self._live = None
+            self._progress_text.value = status_html(live.progress())
+            self._streams.value = stream_html(live.stream_sections())
+            self._draw_results()
             self._run.disabled, self._stop_button.disabled = False, True
 
     def _on_delta(self, call: int, sample: int, delta: str) -> None:
-        self._stream_area.value += delta
+        live = self._live
+        if live is not None:
+            live.delta(call, sample, delta)
+            if live.due():
+                self._streams.value = stream_html(live.stream_sections())
 
     def _on_result(self, result: Any) -> None:
-        self._progress.value += 1
-
-    def _show(self, run: Any) -> None:
-        import pandas as pd
-
-        frame = run.frame
-        if len(frame):
-            self.result = frame if self.result is None else pd.concat([self.result, frame], ignore_index=True)
-        self._table.value = _table_html(self.result)
-        text, problem = run.status()
-        self._say(text, error=problem)
+        live = self._live
+        if live is None:
+            return
+        live.record(result)
+        self._progress.value = live.done
+        self._progress_text.value = status_html(live.progress())
+        if live.due():
+            self._draw_results(live.frame())
+            if self.state.stream:
+                self._streams.value = stream_html(live.stream_sections())
 
     def _on_stop_click(self, _: Any = None) -> None:
+        self._stopped_by_user = True
         self._stopping.set()
         self._say("stopping: pending calls cancelled, finished rows kept")
 
+    # -- handlers: results -------------------------------------------------------------------------
+    def _draw_results(self, running: "pd.DataFrame | None" = None) -> None:
+        """Table, failed-rows toggle, tabs and Save as, from the state (plus a run in progress)."""
+        rows = self.state.rows(running)
+        self._table.value = table_html(rows)
+        badge = failed_badge(self.state.failed_rows(running), self.state.failed_only)
+        self._failed_toggle.description = badge
+        _hidden(self._failed_toggle, not badge)
+        _hidden(self._tabs, self.state.rows(running, filtered=False) is None)
+        _hidden(self._save_box, not self.state.can_save)
+
+    def _draw_analysis(self) -> None:
+        from ..analysis import compare, summary
+
+        views = {self._compare_view: compare, self._summary_view: summary}
+        for view, make in views.items():
+            try:
+                view.value = frame_html(make(self.state.result) if self.state.can_save else None)
+            except HLError as exc:
+                view.value = status_html(explain(exc))
+
+    def _on_failed_toggle_click(self, _: Any = None) -> None:
+        self.state.failed_only = not self.state.failed_only
+        self._draw_results()
+
     def _on_clear_results_click(self, _: Any = None) -> None:
-        self.result = None
-        self._table.value = ""
+        self.state.clear_results()
+        self._progress.value = 0
+        _hidden(self._progress_box, True)
+        self._progress_text.value = self._streams.value = ""
+        self._compare_view.value = self._summary_view.value = ""
+        self._say("")
+        self._draw_results()
 
     def _on_save_click(self, _: Any = None) -> None:
         name = self._save_name.value.strip()
         if not name.isidentifier():
-            self._say(f"{name!r} is not a valid variable name", error=True)
+            self._say(f"Save as: {name!r} is not a valid variable name", "error")
             return
-        if self.result is None:
-            self._say("nothing to save yet: click Run first", error=True)
+        if not self.state.can_save:
+            self._say("nothing to save yet: click Run first", "error")
             return
-        self._namespace()[name] = self.result
-        self._say(f"saved {len(self.result)} rows as {name}")
+        self._namespace()[name] = self.state.result
+        self._say(f"saved {len(self.state.result)} rows as {name}", "ok")
 
+    # -- scripting ---------------------------------------------------------------------------------
     def set(self, **values: Any) -> "ChatPanel":
         """Set controls by name (``messages``, ``model``, ``temperature``, ``inputs``, ``samples``, …),
         as a user would, e.g. ``panel.set(messages="user: hi", inputs="rows").run()``."""
@@ -290,19 +464,18 @@ class ChatPanel(w.VBox):
             self._thread.join(timeout)
 
 
-def _control(parameter: Parameter, value: Any, style: dict[str, str]) -> w.ValueWidget:
+def _control(parameter: Parameter, value: Any, state: PanelState) -> w.ValueWidget:
     """The control for one parameter: a dropdown where the wire lists the values, a number field
-    for ranged numbers (checked against the table when read, never silently clamped), else text
-    (optional whole numbers such as ``seed`` may be left blank)."""
-    description = parameter.name.replace("_", " ").capitalize()
-    common = {"description": description, "style": style, "tooltip": parameter.help}
+    for ranged numbers (checked against the table, never clamped), else text (optional whole
+    numbers such as ``seed`` may be left blank; max_tokens blank reads "no limit")."""
+    common = {"description": label(parameter.name), "style": _LABEL_STYLE, "tooltip": parameter.help}
     if parameter.choices:
-        return w.Dropdown(options=parameter.choices, value=value, **common)
+        options = state.providers if parameter.name == "provider" else parameter.choices
+        return w.Dropdown(options=options, value=value if value in options else None, **common)
     if parameter.kind is float:
         return w.FloatText(value=value, **common)
-    text = "" if value is None else str(value)
     placeholder = "no limit" if parameter.name == "max_tokens" else "optional"
-    return w.Text(value=text, placeholder=placeholder, **common)
+    return w.Text(value=shown_value(parameter.name, value) or "", placeholder=placeholder, **common)
 
 
 def _fill(picker: w.Dropdown, options: list[tuple[str, str]]) -> None:
@@ -313,31 +486,8 @@ def _fill(picker: w.Dropdown, options: list[tuple[str, str]]) -> None:
     picker.value = previous if previous in ids else (ids[0] if ids else None)
 
 
-def _describe(entry: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in entry.items())
-
-
-TABLE_STYLE = ("<style>.hl-results{border-collapse:collapse;font-size:12px;width:100%}"
-               ".hl-results th,.hl-results td{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;"
-               "vertical-align:top}.hl-results th{background:#f4f4f4;position:sticky;top:0}</style>")
-
-
-def _table_html(frame: "pd.DataFrame | None") -> str:
-    """The results as an HTML table (missing values blank, text escaped, latency rounded)."""
-    if frame is None or not len(frame):
-        return ""
-    shown = frame.copy()
-    inputs = [c for c in shown.columns if str(c).startswith("inputs.")]
-    shown["inputs"] = shown[inputs].astype("string").fillna("").agg(", ".join, axis=1) if inputs else ""
-    shown["latency_s"] = shown["latency_s"].round(3)
-    shown = shown[TABLE_COLUMNS].astype(object)
-    shown = shown.where(shown.notna(), "")  # to_html's na_rep misses pd.NA in string columns
-    table = shown.to_html(index=False, classes="hl-results", escape=True, border=0)
-    return f'{TABLE_STYLE}<div style="max-height:420px;overflow:auto">{table}</div>'
-
-
 def panel(shell: Any = None) -> ChatPanel:
-    """A new ChatPanel bound to the running IPython shell (for inputs and Save as)."""
+    """A new ChatPanel bound to the running IPython shell (for inputs, Load and Save as)."""
     if shell is None:
         from IPython import get_ipython
         shell = get_ipython()

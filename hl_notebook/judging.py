@@ -125,7 +125,7 @@ def judge(df: "pd.DataFrame", prompt: str | Sequence[Mapping[str, Any]], name: s
                            environment=environment, project=project, base_url=base_url, other=other,
                            concurrency=concurrency, cache=cache, progress=progress, namespace=namespace, **config)
     if run is not None and run.interrupted and run.cancelled:
-        raise HLInterrupted(run.summary())
+        raise HLInterrupted(run.summary() + "; the judge calls that finished are in history()")
     return frame
 
 

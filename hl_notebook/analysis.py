@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import HLConfigError, HLUsageError
+from .frame import TOKEN_COLUMNS
 from .spec import PARAMETERS
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def summary(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> "pd.Da
     table["error_rate"] = table["failed"] / table["calls"]
     table["latency_p50_s"] = grouped["latency_s"].quantile(0.5)
     table["latency_p95_s"] = grouped["latency_s"].quantile(0.95)
-    for name in ("prompt_tokens", "generation_tokens", "total_tokens"):
+    for name in TOKEN_COLUMNS:  # per call: on each call's first row (frame.py)
         table[f"mean_{name}"] = grouped[name].mean()
     table["total_cost_usd"], table["mean_cost_usd"] = _costs(df, columns)
     return table
@@ -158,7 +159,7 @@ def plot(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> Any:
     latency_ax.boxplot([calls.loc[calls["_config"] == lab, "latency_s"].dropna() for lab in labels],
                        orientation="horizontal", tick_labels=labels)
     latency_ax.set_xlabel("latency per call (s)")
-    means = calls.groupby("_config", sort=False)[["prompt_tokens", "generation_tokens"]].mean().reindex(labels)
+    means = calls.groupby("_config", sort=False)[TOKEN_COLUMNS[:2]].mean().reindex(labels)
     means.plot.barh(ax=tokens_ax, stacked=True)
     tokens_ax.set_yticklabels([])
     tokens_ax.set_ylabel("")

@@ -5,20 +5,35 @@ on its columns being the same whether 0, 1 or N calls succeeded (conventions §2
 
 Contract: one row per returned sample; a failed call with nothing received is one row with
 ``sample`` = <NA> and ``error``/``error_type`` set; a broken stream keeps its partial ``output``
-*and* the error. Usage is per response, so with ``num_samples > 1`` the token counts repeat on each
-sample row. Rows are in declared (call, sample) order, never completion order. Lists and dicts are
-JSON strings. Keys, request bodies and raw provider payloads are never in the frame; the last
+*and* the error. Rows are in declared (call, sample) order, never completion order. Lists and dicts
+are JSON strings. Keys, request bodies and raw provider payloads are never in the frame; the last
 column, ``request``, is the call's ChatSpec as JSON (no keys) so that failed rows can be re-run;
 ``call_key`` is the call's Idempotency-Key, so a re-run is the same call to the server.
+
+Token counts are per call: the v4 wire reports ``usage`` once per response, not per sample. They
+are the columns ``call_prompt_tokens``, ``call_generation_tokens``, ``call_total_tokens``, filled on
+the call's first row and <NA> on its other sample rows, so ``df.call_total_tokens.sum()`` over any
+frame (a sweep, a filter by config, history) counts each call's usage exactly once, and ``mean()``
+is the mean per call. The names say so because the value cannot be split by sample: with
+``/chat-experiment`` the samples of one call may come from different configs, and the call's usage
+is on the row of its first sample. (Before, ``prompt_tokens``/``generation_tokens``/``total_tokens``
+repeated the call's usage on every sample row; history written then is read back into the new
+columns.) ``latency_s`` is per call too and repeats; summary() takes it once per call.
+
+Parameter columns hold the value the server used: the value sent (``/chat``), else the registered
+config's (the other endpoints, ``configs`` fetched per config id), else the parameter's wire
+default (``spec.PARAMETERS``), so identical configs never split a groupby. They stay <NA> only
+where the config is unknown (a failed non-/chat call) or the parameter has no default (``seed``).
 """
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from .parse import last_user_text
-from .spec import PARAMETERS, spec_to_json
-from .template import render
+from .spec import PARAMETERS, SPEC_FIELDS, ChatSpec
+from .template import VARIABLE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,9 +47,15 @@ CONFIG_COLUMNS = [
     *((parameter.name, parameter.dtype) for parameter in PARAMETERS),
     ("environment", "string"), ("experiment_id", "string"), ("model_config_id", "string"),
 ]
+# frame column -> the v4 ``usage`` field it holds (once per call)
+USAGE_FIELDS = {"call_prompt_tokens": "prompt_tokens", "call_generation_tokens": "generation_tokens",
+                "call_total_tokens": "total_tokens"}
+TOKEN_COLUMNS = list(USAGE_FIELDS)
+# the columns of frames written before the token counts were per call (repeated on each sample row)
+LEGACY_TOKEN_COLUMNS = {usage: column for column, usage in USAGE_FIELDS.items()}
 OUTPUT_COLUMNS = [
     ("prompt", "string"), ("output", "string"), ("finish_reason", "string"), ("tool_calls", "string"),
-    ("prompt_tokens", "Int64"), ("generation_tokens", "Int64"), ("total_tokens", "Int64"),
+    *((name, "Int64") for name in TOKEN_COLUMNS),
     ("latency_s", "float64"), ("created_at", "datetime64[ns, UTC]"), ("cached", "bool"),
 ]
 ERROR_COLUMNS = [("error", "string"), ("error_type", "string")]
@@ -50,61 +71,296 @@ def columns(input_names: Iterable[str] = ()) -> list[tuple[str, str]]:
     return [*ID_COLUMNS, *CONFIG_COLUMNS, *inputs, *OUTPUT_COLUMNS, *ERROR_COLUMNS, *REQUEST_COLUMNS]
 
 
+def _json_function(sort_keys: bool = True, default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
+    """``json.dumps(value, sort_keys=..., default=...)`` reusing one C encoder: building an encoder
+    per call was a third of the frame's assembly time. Without the circular check (frame values are
+    plain JSON from plan.py; a cycle still raises, as RecursionError)."""
+    encoder = json.JSONEncoder(sort_keys=sort_keys, default=default, check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    one = make(None, encoder.default, json.encoder.encode_basestring_ascii, None, ": ", ", ", sort_keys, False, True)
+    return lambda value: "".join(one(value, 0))
+
+
+_json_text = _json_function()  # json.dumps(value, sort_keys=True)
+_json_spec = _json_function(default=str)  # spec_to_json's settings
+_json_plain = _json_function(sort_keys=False)  # json.dumps(value): template.render_text's stringify
+
+
+def _stringify(value: Any) -> str:
+    """``template._stringify`` (spec §5.1: non-string input values as JSON), faster."""
+    if type(value) is str:
+        return value
+    return str(value) if type(value) is int else _json_plain(value)
+
+
 def _text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, sort_keys=True)
+    if type(value) is int:
+        return str(value)  # what json.dumps gives
+    return _json_text(value)
 
 
-def _base_row(result: "CallResult", configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    spec = result.spec
-    response = result.response or {}
-    row: dict[str, Any] = {
-        "call": result.call, "call_key": spec.call_key, "endpoint": spec.endpoint, "project": spec.project,
-        "project_id": response.get("project_id") or spec.project_id, "environment": spec.environment,
-        "experiment_id": spec.experiment_id, "model_config_id": spec.model_config_id,
-        "prompt": last_user_text(render(list(spec.messages), spec.inputs)),
-        "latency_s": result.latency_s, "created_at": result.created_at, "cached": result.cached,
-        "request": spec_to_json(spec),
-    }
-    row.update({k: _text(v) if k == "stop" else v for k, v in spec.model_config.items() if k in CONFIG_KEYS})
-    row.update({f"inputs.{k}": _text(v) for k, v in spec.inputs.items()})
-    usage = response.get("usage") or {}
-    row.update(prompt_tokens=usage.get("prompt_tokens"), generation_tokens=usage.get("generation_tokens"),
-               total_tokens=usage.get("total_tokens"))
-    if result.error is not None:
-        row.update(error=str(result.error), error_type=type(result.error).__name__)
-    return row
+def effective_params(sent: dict[str, Any], registered: dict[str, Any] | None, known: bool) -> tuple[Any, ...]:
+    """The parameter values the server used, in ``CONFIG_KEYS`` order: the value sent, else the
+    registered config's, else (when the config is ``known``) the wire default of spec §5."""
+    values = []
+    for parameter in PARAMETERS:
+        value = sent.get(parameter.name)
+        if value is None and registered:
+            value = registered.get(parameter.name)
+        if value is None and known:
+            value = parameter.default
+        values.append(_text(value) if parameter.name == "stop" else value)
+    return tuple(values)
 
 
-def rows(result: "CallResult", configs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The frame rows of one call (see the module contract)."""
-    configs = configs or {}
-    base = _base_row(result, configs)
-    samples = (result.response or {}).get("data") or []
-    if not samples:
-        return [{**base, "sample": None}]
-    out = []
-    for entry in sorted(samples, key=lambda e: e.get("index", 0)):
-        row = {**base, "sample": entry.get("index", 0), "log_id": entry.get("id"),
-               "model_config_id": entry.get("model_config_id") or base["model_config_id"],
-               "output": entry.get("output"), "finish_reason": entry.get("finish_reason"),
-               "tool_calls": _text(entry.get("tool_calls"))}
-        params = configs.get(row["model_config_id"] or "")
-        if params:  # fill the config columns of deployed/experiment/model-config calls
-            row.update({k: _text(params.get(k)) if k == "stop" else params.get(k)
-                        for k in CONFIG_KEYS if row.get(k) is None})
-        out.append(row)
-    return out
+# -- assembly ------------------------------------------------------------------------------------
+_HEAD_FIELDS = [name for name in sorted(SPEC_FIELDS) if name < "inputs"]
+_TAIL_FIELDS = [name for name in sorted(SPEC_FIELDS) if name > "inputs"]
+
+
+class _SpecParts:
+    """What many calls share, computed once within one ``to_frame`` call: the ``request`` JSON
+    around the inputs and the prompt template (per distinct spec fields), the parameter values
+    (per config).
+
+    Spec fields are keyed by ``id()`` of the specs' shared dicts and tuples (a sweep's specs are
+    ``replace``d from one base, so they share them); every result stays alive during the call, so
+    no id is reused.
+    """
+
+    def __init__(self, configs: dict[str, dict[str, Any]]) -> None:
+        self.configs = configs
+        self._request: dict[tuple, tuple[str, str]] = {}
+        self._renderers: dict[int, Callable[[dict[str, Any]], Any]] = {}
+        self._params: dict[tuple, int] = {}
+        self.param_values: list[tuple[Any, ...]] = []  # distinct parameter values, in CONFIG_KEYS order
+
+    def texts(self, spec: ChatSpec) -> tuple[str, Any]:
+        """``(spec_to_json(spec), prompt)``; the JSON byte for byte (sorted keys, so the inputs sit
+        between the fields before ``inputs`` and those after it), the prompt as
+        ``last_user_text(render(messages, inputs))``."""
+        renderer = self._renderers.get(id(spec.messages))
+        if renderer is None:
+            renderer = self._renderers[id(spec.messages)] = _prompt_renderer(spec.messages)
+        head, tail = self._request_parts(spec)
+        return head + _json_spec(spec.inputs) + tail, renderer(spec.inputs)
+
+    def _request_parts(self, spec: ChatSpec) -> tuple[str, str]:
+        key = (spec.endpoint, spec.environment, spec.experiment_id, id(spec.messages), id(spec.metadata),
+               id(spec.model_config), spec.model_config_id, spec.num_samples, spec.project, spec.project_id,
+               spec.save, spec.session_id, spec.source, spec.stream)
+        parts = self._request.get(key)
+        if parts is None:
+            head = _json_spec({name: getattr(spec, name) for name in _HEAD_FIELDS})
+            tail = _json_spec({name: getattr(spec, name) for name in _TAIL_FIELDS})
+            parts = self._request[key] = (head[:-1] + ', "inputs": ', ", " + tail[1:])
+        return parts
+
+    def params(self, spec: ChatSpec, config_id: str | None) -> int:
+        """The number of the row's parameter values in ``self.param_values``."""
+        key = (id(spec.model_config), spec.endpoint == "chat", config_id)
+        number = self._params.get(key)
+        if number is None:
+            registered = self.configs.get(config_id or "")
+            known = spec.endpoint == "chat" or registered is not None
+            number = self._params[key] = len(self.param_values)
+            self.param_values.append(effective_params(spec.model_config, registered, known))
+        return number
+
+
+def _prompt_renderer(messages: Sequence[dict[str, Any]]) -> Callable[[dict[str, Any]], Any]:
+    """A function of the inputs giving the prompt; the template is split once (spec §5.1 rules,
+    as ``template.render_text``: one pass, a variable without a value stays as written)."""
+    text = last_user_text(list(messages))
+    if not isinstance(text, str) or "{{" not in text:
+        return lambda inputs: text
+    pieces: list[tuple[str, str, str]] = []  # (literal before, variable name, as written)
+    end = 0
+    for match in VARIABLE.finditer(text):
+        pieces.append((text[end:match.start()], match.group(1), match.group(0)))
+        end = match.end()
+    rest = text[end:]
+    if len(pieces) == 1:  # the common template: one variable
+        (literal, name, written), = pieces
+
+        def render_one(inputs: dict[str, Any]) -> str:
+            return literal + (_stringify(inputs[name]) if name in inputs else written) + rest
+        return render_one
+
+    def render(inputs: dict[str, Any]) -> str:
+        out = []
+        for literal, name, written in pieces:
+            out.append(literal)
+            out.append(_stringify(inputs[name]) if name in inputs else written)
+        out.append(rest)
+        return "".join(out)
+    return render
+
+
+_NO_SAMPLE = ({"index": None},)  # the one row of a call that returned no sample
+_NOTHING: dict[str, Any] = {}
 
 
 def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]] | None = None
              ) -> "pd.DataFrame":
-    """The contract frame for ``results`` in (call, sample) order."""
-    records: list[dict[str, Any]] = []
-    for result in sorted(results, key=lambda r: r.call):
-        records.extend(rows(result, configs))
-    return conform(records)
+    """The contract frame for ``results`` in (call, sample) order.
+
+    Built by columns: each column is one pass over the calls (or the rows, or the distinct
+    configs), converted to its dtype at that level and then spread to the rows by position (no
+    per-row dicts, no transposing, no second pass through ``conform``); what calls share is
+    computed once (``_SpecParts``).
+    """
+    import numpy as np
+
+    ordered = sorted(results, key=attrgetter("call"))
+    specs = [result.spec for result in ordered]
+    responses = [result.response or _NOTHING for result in ordered]
+    samples = [_samples(response) for response in responses]
+    counts = [len(entries) for entries in samples]
+    entries = [entry for call_entries in samples for entry in call_entries]
+    one_row_each = len(entries) == len(specs)
+    # each row's call (None: row i is call i), and the call on its first row only (-1: none)
+    row_call = None if one_row_each else np.repeat(np.arange(len(specs)), counts)
+    first_rows = None if one_row_each else np.full(len(entries), -1)
+    if first_rows is not None:
+        first_rows[np.cumsum([0, *counts[:-1]])] = np.arange(len(specs))
+    row_specs = specs if one_row_each else [specs[call] for call in row_call.tolist()]
+    shared = _SpecParts(configs or {})
+    texts = [shared.texts(spec) for spec in specs]
+    usage = [response.get("usage") or _NOTHING for response in responses]
+    errors = [result.error for result in ordered]
+    names = _input_names(specs)
+    per_call: dict[str, list[Any]] = {
+        "call": [result.call for result in ordered], "call_key": [spec.call_key for spec in specs],
+        "endpoint": [spec.endpoint for spec in specs], "project": [spec.project for spec in specs],
+        "project_id": [response.get("project_id") or spec.project_id for response, spec in zip(responses, specs)],
+        "environment": [spec.environment for spec in specs], "experiment_id": [spec.experiment_id for spec in specs],
+        **{f"inputs.{name}": _input_texts([spec.inputs.get(name) for spec in specs]) for name in names},
+        "prompt": [prompt for _, prompt in texts], "latency_s": [result.latency_s for result in ordered],
+        "created_at": [result.created_at for result in ordered], "cached": [result.cached for result in ordered],
+        "error": [None if error is None else str(error) for error in errors],
+        "error_type": [None if error is None else type(error).__name__ for error in errors],
+        "request": [request for request, _ in texts],
+    }
+    # usage is the call's: on its first row only
+    first_row = {column: [use.get(field) for use in usage] for column, field in USAGE_FIELDS.items()}
+    config_ids = [entry.get("model_config_id") or spec.model_config_id for entry, spec in zip(entries, row_specs)]
+    per_row = {
+        "sample": [entry.get("index", 0) for entry in entries], "log_id": [entry.get("id") for entry in entries],
+        "model_config_id": config_ids, "output": [entry.get("output") for entry in entries],
+        "finish_reason": [entry.get("finish_reason") for entry in entries],
+        "tool_calls": [_text(entry.get("tool_calls")) for entry in entries],
+    }
+    numbers = np.array([shared.params(spec, config_id) for spec, config_id in zip(row_specs, config_ids)],
+                       dtype=np.intp)
+    per_config = dict(zip(CONFIG_KEYS, map(list, zip(*shared.param_values)))) if shared.param_values \
+        else dict.fromkeys(CONFIG_KEYS, [])
+    data = {}
+    for name, dtype in columns(names):
+        if name in per_call:
+            data[name] = _spread(_array(per_call[name], dtype), row_call)
+        elif name in first_row:
+            data[name] = _spread(_array(first_row[name], dtype), first_rows, fill=True)
+        elif name in per_config:
+            data[name] = _spread(_array(per_config[name], dtype), numbers)
+        else:
+            data[name] = _array(per_row[name], dtype)
+    return _frame(data, len(entries))
+
+
+def _spread(array: Any, positions: Any, fill: bool = False) -> Any:
+    """``array`` (one value per call or per config) at ``positions`` (one per row); -1 is <NA>
+    with ``fill``. ``None`` positions: already one value per row."""
+    import numpy as np
+
+    if positions is None:
+        return array
+    if isinstance(array, np.ndarray):
+        return array[positions]
+    return array.take(positions, allow_fill=fill)
+
+
+def _samples(response: dict[str, Any]) -> Sequence[dict[str, Any]]:
+    samples = response.get("data") or _NO_SAMPLE
+    return sorted(samples, key=_sample_index) if len(samples) > 1 else samples
+
+
+def _sample_index(entry: dict[str, Any]) -> int:
+    return entry.get("index", 0)
+
+
+def _input_names(specs: list[ChatSpec]) -> list[str]:
+    return list(dict.fromkeys(name for spec in specs for name in spec.inputs))
+
+
+def _input_texts(values: list[Any]) -> list[Any]:
+    """An ``inputs.<name>`` column: strings as they are, other values as JSON."""
+    return values if _NO_TYPE_OR_STR.issuperset(map(type, values)) else list(map(_text, values))
+
+
+_NO_TYPE_OR_STR = {str, type(None)}
+
+
+def _frame(data: dict[str, Any], length: int) -> "pd.DataFrame":
+    import pandas as pd
+
+    return result_frame(pd.DataFrame(data, index=pd.RangeIndex(length)))
+
+
+def _array(values: Sequence[Any], dtype: str) -> Any:
+    """``values`` as a column of ``dtype``; a value of the wrong type (a registered config is the
+    server's data) becomes <NA> rather than costing the frame."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(values, (list, tuple)):
+        values = list(values)
+    if values and values[0] is None and values.count(None) == len(values):  # unused: no per-value work
+        return _missing(len(values), dtype)
+    try:
+        if dtype == "float64":
+            return np.array(values, dtype="float64")
+        if dtype == "bool":
+            return np.array(values, dtype=bool)
+        if dtype.startswith("datetime"):
+            return pd.to_datetime(values, utc=True).astype(dtype).array
+        return pd.array(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        return _coerce(pd.Series(values, dtype=object), dtype).array
+
+
+def _missing(length: int, dtype: str) -> Any:
+    """An all-<NA> column without converting ``length`` Nones one by one."""
+    import numpy as np
+    import pandas as pd
+
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(np.zeros(length, dtype="int64"), np.ones(length, dtype=bool))
+    if dtype == "bool":
+        return np.zeros(length, dtype=bool)
+    return pd.Series(None, index=pd.RangeIndex(length), dtype=dtype).array
+
+
+def _coerce(series: "pd.Series", dtype: str) -> "pd.Series":
+    import pandas as pd
+
+    if dtype == "bool":
+        return series.fillna(False).astype(bool)
+    if dtype.startswith("datetime"):
+        return pd.to_datetime(series, utc=True, errors="coerce").astype(dtype)
+    if dtype == "string":
+        return series.astype("object").where(series.notna(), None).astype("string")
+    try:
+        return series.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        numbers = pd.to_numeric(series, errors="coerce")
+        if dtype == "Int64":
+            numbers = numbers.where(numbers.isna() | (numbers == numbers.round()))
+        return numbers.astype(dtype)
 
 
 def conform(records: list[dict[str, Any]] | "pd.DataFrame") -> "pd.DataFrame":
@@ -116,24 +372,91 @@ def conform(records: list[dict[str, Any]] | "pd.DataFrame") -> "pd.DataFrame":
     schema = columns(input_names)
     frame = frame.reindex(columns=[name for name, _ in schema])
     for name, dtype in schema:
-        if dtype == "bool":
-            frame[name] = frame[name].fillna(False).astype(bool)
-        elif dtype.startswith("datetime"):
-            frame[name] = pd.to_datetime(frame[name], utc=True).astype(dtype)
-        elif dtype == "string":
-            frame[name] = frame[name].astype("object").where(frame[name].notna(), None).astype("string")
-        else:
-            frame[name] = frame[name].astype(dtype)
+        if str(frame[name].dtype) != dtype:
+            frame[name] = _coerce(frame[name], dtype)
     return result_frame(frame)
 
 
+# -- display -------------------------------------------------------------------------------------
 # shown only on request: wide or technical columns that push ``output`` out of pandas' default view
 HIDDEN_IN_DISPLAY = ["request", "log_id", "call_key", "project_id", "created_at", "cached", "tool_calls"]
+# the view's first columns: short ids, then the text people read
+VIEW_LEAD = ["session", "run", "call", "sample", "output"]
+WRAPPED_IN_DISPLAY = ["output", "error"]  # wrapped, shown up to OUTPUT_CHARS characters
+OUTPUT_CHARS = 500
+SHORT_CHARS = 40  # prompt and inputs in the view (the frame keeps them whole)
+ID_CHARS = 12  # e.g. ``config_a1b2c…``
+SHORT_IDS = ["model_config_id", "experiment_id", "session"]
 
 
 def result_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
     """``frame`` as a ResultFrame: all columns kept, a compact view when displayed."""
     return _result_frame_class()(frame)
+
+
+def display_view(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """What a ResultFrame shows: ``output`` first after the short ids, technical and all-empty
+    columns left out, ids, times and secondary text shortened. A new frame: the data is untouched."""
+    import pandas as pd
+
+    hidden = [c for c in HIDDEN_IN_DISPLAY if c in frame.columns]
+    hidden += [c for c in frame.columns if c not in hidden and c not in WRAPPED_IN_DISPLAY
+               and frame[c].isna().all()]
+    view = pd.DataFrame(frame).drop(columns=hidden)
+    lead = [c for c in VIEW_LEAD if c in view.columns]
+    view = view[lead + [c for c in view.columns if c not in lead]]
+    rows = _shown_rows(len(view))
+    for name in view.columns:
+        column = view[name]
+        if name in SHORT_IDS or name == "prompt" or str(name).startswith("inputs."):
+            limit = ID_CHARS if name in SHORT_IDS else SHORT_CHARS
+            view.iloc[rows, view.columns.get_loc(name)] = _elide(column.iloc[rows].astype("string"), limit).array
+        elif str(column.dtype).startswith("datetime64"):
+            view[name] = column.dt.floor("s").dt.tz_localize(None)  # UTC, to the second
+        elif name == "latency_s":
+            view[name] = column.round(3)
+    return view
+
+
+def _shown_rows(n: int) -> Any:
+    """The row positions pandas will display (head and tail when truncated): only they are shortened."""
+    import numpy as np
+    import pandas as pd
+
+    max_rows = pd.get_option("display.max_rows")
+    if not max_rows or n <= max_rows:
+        return slice(None)
+    shown = min(pd.get_option("display.min_rows") or max_rows, max_rows)
+    half = max(shown // 2, 1)
+    return np.r_[0:half, n - half:n]
+
+
+def _elide(values: "pd.Series", limit: int) -> "pd.Series":
+    long = values.str.len() > limit
+    return values.where(~long.fillna(False), values.str.slice(0, limit - 1) + "…")
+
+
+def _wrap_css(view: "pd.DataFrame") -> tuple[str, str]:
+    """A class name and the rules that wrap and widen ``output``/``error`` in pandas' table. Cells
+    are picked by position: from the start for the lead columns and from the end for the others,
+    so both stay right when pandas leaves out middle columns (``display.max_columns``)."""
+    picks = []  # (CSS pseudo-class, the class-name part)
+    count = len(view.columns)
+    for name in WRAPPED_IN_DISPLAY:
+        if name in view.columns:
+            position = view.columns.get_loc(name)
+            if position < count / 2:
+                nth = view.index.nlevels + position + 1
+                picks.append((f"nth-child({nth})", f"c{nth}"))
+            else:
+                picks.append((f"nth-last-child({count - position})", f"l{count - position}"))
+    if not picks:
+        return "", ""
+    name = "hl-frame-" + "-".join(part for _, part in picks)
+    cells = ", ".join(f".{name} td:{pseudo}" for pseudo, _ in picks)
+    rule = (f"<style>.{name} td {{vertical-align: top}} {cells} {{white-space: pre-wrap; text-align: left; "
+            f"overflow-wrap: anywhere; min-width: 30ch; max-width: 80ch}}</style>")
+    return name, rule
 
 
 def _result_frame_class() -> type:
@@ -142,31 +465,40 @@ def _result_frame_class() -> type:
         import pandas as pd
 
         class ResultFrame(pd.DataFrame):
-            """A DataFrame whose display leaves out technical and all-empty columns, so ``output`` is
-            visible. Data and every operation are plain pandas; derived frames are plain DataFrames."""
+            """A DataFrame whose display leaves out technical and all-empty columns and shows
+            ``output`` first, wrapped, up to 500 characters. Data and every operation are plain
+            pandas; derived frames are plain DataFrames."""
 
             @property
             def _constructor(self) -> type:
                 return pd.DataFrame
 
             def display_view(self) -> "pd.DataFrame":
-                hidden = [c for c in HIDDEN_IN_DISPLAY if c in self.columns]
-                hidden += [c for c in self.columns if c not in hidden and c not in ("output", "error")
-                           and self[c].isna().all()]
-                return pd.DataFrame(self).drop(columns=hidden)
+                return display_view(self)
+
+            def _hidden_note(self, view: "pd.DataFrame") -> int:
+                return len(self.columns) - len(view.columns)
 
             def _repr_html_(self) -> str | None:
                 view = self.display_view()
-                html = view._repr_html_()
-                hidden = len(self.columns) - len(view.columns)
+                with pd.option_context("display.max_colwidth", OUTPUT_CHARS):
+                    html = view._repr_html_()
+                if html is None:
+                    return None
+                hidden = self._hidden_note(view)
                 note = f"<p><small>{hidden} empty or technical columns not shown; all are in the frame " \
                        f"(<code>list(df.columns)</code>)</small></p>" if hidden else ""
-                return (html or "") + note
+                name, rule = _wrap_css(view)
+                return f'<div class="{name}">{rule}{html}{note}</div>'
 
             def __repr__(self) -> str:
                 view = self.display_view()
-                hidden = len(self.columns) - len(view.columns)
-                return repr(view) + (f"\n({hidden} empty or technical columns not shown)" if hidden else "")
+                # a terminal's auto-fit (max_columns 0) would drop the wide output column: wrap instead
+                columns = pd.get_option("display.max_columns") or 20
+                with pd.option_context("display.max_colwidth", OUTPUT_CHARS, "display.max_columns", columns):
+                    text = repr(view)
+                hidden = self._hidden_note(view)
+                return text + (f"\n({hidden} empty or technical columns not shown)" if hidden else "")
 
         _ResultFrame = ResultFrame
     return _ResultFrame

@@ -41,7 +41,7 @@ def test_summary_counts_errors_latency_and_tokens(point, server):
     assert table.loc["mock", "calls"] == 3 and table.loc["mock", "failed"] == 0
     assert table.loc["broken", "error_rate"] == 1.0 and table.loc["broken", "samples"] == 0
     assert table.loc["mock", "latency_p95_s"] >= table.loc["mock", "latency_p50_s"] > 0
-    assert table.loc["mock", "mean_total_tokens"] > 0
+    assert table.loc["mock", "mean_call_total_tokens"] > 0
 
 
 def test_plot_has_latency_and_token_axes(point, server):

@@ -1,6 +1,8 @@
 """The DataFrame contract: columns, order, dtypes, one row per sample, errors kept with the data."""
 from __future__ import annotations
 
+import pandas as pd
+
 from hl_notebook.call import CallResult
 from hl_notebook.errors import HLRateLimitError, HLStreamError
 from hl_notebook.frame import columns, conform, to_frame
@@ -9,7 +11,7 @@ from hl_notebook.spec import ChatSpec
 SPEC = ChatSpec(endpoint="chat", messages=({"role": "user", "content": "hi {{name}}"},),
                 model_config={"model": "m", "provider": "mock", "temperature": 0.5, "stop": ["a", "b"]},
                 inputs={"name": "Ann"}, num_samples=2, project="p")
-DTYPES = {"call": "Int64", "sample": "Int64", "temperature": "float64", "prompt_tokens": "Int64",
+DTYPES = {"call": "Int64", "sample": "Int64", "temperature": "float64", "call_prompt_tokens": "Int64",
           "output": "string", "created_at": "datetime64[ns, UTC]", "cached": "bool", "error": "string"}
 
 
@@ -25,11 +27,11 @@ def test_empty_result_has_the_full_schema():
     assert {k: str(frame[k].dtype) for k in DTYPES} == DTYPES
 
 
-def test_one_row_per_sample_in_index_order_with_usage_repeated():
+def test_one_row_per_sample_in_index_order_with_usage_on_the_first():
     frame = to_frame([CallResult(0, SPEC, response(2), latency_s=0.1)])
     assert frame["sample"].tolist() == [0, 1]
     assert frame["output"].tolist() == ["out 0", "out 1"]
-    assert frame["total_tokens"].tolist() == [6, 6]
+    assert frame["call_total_tokens"].tolist() == [6, pd.NA]
     assert frame["stop"].tolist() == ['["a", "b"]'] * 2
     assert frame["inputs.name"].tolist() == ["Ann", "Ann"]
     assert frame["prompt"].tolist() == ["hi Ann", "hi Ann"]
@@ -53,6 +55,7 @@ def test_config_columns_filled_from_registered_configs():
     spec = ChatSpec(endpoint="model-config", messages=({"role": "user", "content": "x"},), model_config_id="config_1")
     frame = to_frame([CallResult(0, spec, response(1))], {"config_1": {"model": "reg", "temperature": 0.2}})
     assert frame[["model", "temperature", "model_config_id"]].values.tolist() == [["reg", 0.2, "config_1"]]
+    assert frame[["provider", "top_p", "max_tokens"]].values.tolist() == [["openai", 1.0, -1]]  # wire defaults
 
 
 def test_conform_restores_dtypes_of_json_records():

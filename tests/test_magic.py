@@ -47,7 +47,7 @@ def test_chat_returns_one_row_per_sample_with_the_column_contract(shell):
     assert frame["output"].nunique() == 3  # temperature > 0: samples differ
     assert frame["log_id"].str.match(r"^data_[A-Za-z0-9]{21}$").all()
     assert frame["error"].isna().all()
-    assert str(frame["total_tokens"].dtype) == "Int64"
+    assert str(frame["call_total_tokens"].dtype) == "Int64"
 
 
 def test_out_assigns_the_frame_and_the_cell_value_is_the_frame(shell, capsys):

@@ -12,8 +12,8 @@ the shipped table for (provider, model); 0 for the ``mock`` provider; else NA.
 ``cost_usd = prompt tokens × prompt price / 1e6 + generation tokens × generation price / 1e6``
 is per call, like the frame's ``call_prompt_tokens``/``call_generation_tokens``: on the call's
 first row, <NA> on its other sample rows, so ``df.cost_usd.sum()`` over any frame (a sweep, a filter,
-history) counts each call once. A frame with the older per-response columns ``prompt_tokens``/
-``generation_tokens`` (repeated on every sample row) is priced the same way: once per call.
+history) counts each call once. A frame saved before the token counts were per call (``prompt_tokens``/
+``generation_tokens`` repeated on every sample row, e.g. an old CSV) is priced once per call too.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def add_cost(df: "pd.DataFrame") -> "pd.DataFrame":
     """
     import pandas as pd
 
-    from .frame import result_frame
+    from .frame import LEGACY_TOKEN_COLUMNS, TOKEN_COLUMNS, result_frame
 
     index = df.index
     providers = df["provider"] if "provider" in df.columns else pd.Series(None, index=index, dtype="object")
@@ -122,22 +122,21 @@ def add_cost(df: "pd.DataFrame") -> "pd.DataFrame":
     prompt, generation = call_tokens(df)
     cost = (prompt * per_prompt + generation * per_generation) / 1e6
     frame = pd.DataFrame(df).drop(columns=["cost_usd"], errors="ignore")
-    after = [c for c in (*reversed(TOKEN_COLUMNS), *reversed(LEGACY_TOKEN_COLUMNS)) if c in frame.columns]
+    after = [c for c in (*reversed(TOKEN_COLUMNS), *reversed(list(LEGACY_TOKEN_COLUMNS))) if c in frame.columns]
     position = frame.columns.get_loc(after[0]) + 1 if after else len(frame.columns)
     frame.insert(position, "cost_usd", cost.astype("Float64"))
     return result_frame(frame)
-
-
-TOKEN_COLUMNS = ("call_prompt_tokens", "call_generation_tokens", "call_total_tokens")
-LEGACY_TOKEN_COLUMNS = ("prompt_tokens", "generation_tokens", "total_tokens")
 
 
 def call_tokens(df: "pd.DataFrame") -> tuple["pd.Series", "pd.Series"]:
     """Prompt and generation tokens, once per call (Float64, <NA> elsewhere)."""
     import pandas as pd
 
-    per_call = TOKEN_COLUMNS[0] in df.columns or LEGACY_TOKEN_COLUMNS[0] not in df.columns
-    names = TOKEN_COLUMNS[:2] if per_call else LEGACY_TOKEN_COLUMNS[:2]
+    from .frame import LEGACY_TOKEN_COLUMNS, TOKEN_COLUMNS
+
+    legacy = list(LEGACY_TOKEN_COLUMNS)
+    per_call = TOKEN_COLUMNS[0] in df.columns or legacy[0] not in df.columns
+    names = TOKEN_COLUMNS[:2] if per_call else legacy[:2]
     columns = [pd.to_numeric(df[name], errors="coerce").astype("Float64") if name in df.columns
                else pd.Series(None, index=df.index, dtype="Float64") for name in names]
     if not per_call:  # repeated on each sample row: keep the call's first row

@@ -43,6 +43,8 @@ def test_cost_sums_count_each_call_once_with_a_set_price(frame):
     assert costed[costed["model"] == "b"]["cost_usd"].sum() == 0
     assert costed.groupby("call")["cost_usd"].sum().tolist() == [per_call] * 3 + [0] * 3
     assert str(costed["cost_usd"].dtype) == "Float64"
+    assert list(costed.columns).index("cost_usd") == list(costed.columns).index("call_total_tokens") + 1
+    assert costed["cost_usd"].isna().tolist() == costed["call_total_tokens"].isna().tolist()  # per call
     table = hl_notebook.summary(costed)
     assert table.loc["a", "total_cost_usd"] == 3 * per_call and table.loc["a", "mean_cost_usd"] == per_call
     assert table.loc["b", "total_cost_usd"] == 0

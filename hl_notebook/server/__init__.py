@@ -25,9 +25,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     from .store import Store
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # sync endpoints run on worker threads; a mock latency holds one per in-flight call
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # chat calls run on their own limiter (routes_chat.chat_limiter); a mock latency or a slow
+        # provider holds one of its threads per call. Everything else shares anyio's default pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.admin_threads
+        routes_chat.chat_limiter(app)
         yield
 
     app = FastAPI(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,

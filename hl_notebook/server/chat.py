@@ -6,6 +6,7 @@ templating, sampling, storage in one transaction, response shape, streaming — 
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -19,6 +20,8 @@ from .providers.base import Generation, ProviderCall, ProviderError, StreamDelta
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ModelConfigChatRequest)
 from .store import NotFound, PendingLog, Store, project_id_for
+
+log = logging.getLogger("hl_notebook.server")
 
 DEFAULT_PROJECT = "default"  # decisions table: /chat without a project logs under "default"
 
@@ -135,6 +138,8 @@ class ChatRun:
         self.groups = groups(self.target, body)
         self.log_ids = [new_id("data") for _ in range(body.num_samples)]
         self.inputs = body.inputs if body.return_inputs else {}
+        self.stored = False  # the call's logs are in the store (success or failure)
+        self.streamed: dict[int, str] = {}  # text streamed so far, per sample
 
     def _provider(self, group: Group):  # noqa: ANN202 - Provider protocol
         return get_provider(group.params.get("provider", "openai"), mock_latency_ms=self.mock_latency_ms)
@@ -165,6 +170,7 @@ class ChatRun:
                                   inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,
                                   source=body.source, usage=usage, session_id=session_id,
                                   parent_id=body.parent_id, save=body.save)
+        self.stored = True
         return session_id
 
     def _fail(self, exc: ProviderError, partial: dict[int, str] | None = None) -> None:
@@ -189,6 +195,9 @@ class ChatRun:
         except ProviderError as exc:
             self._fail(exc)
             raise
+        except Exception as exc:  # a bug: logged as a failed call, then our 500
+            self._fail(internal_error(exc))
+            raise
         usage = usage_dict(prompt_tokens, generation_tokens)
         outcomes = {i: (g.text, g.finish_reason, None) for i, g in results.items()}
         session_id = self.store_logs(outcomes, usage)
@@ -211,7 +220,9 @@ class ChatRun:
         """Events as dicts: deltas as they come, each sample's final event held until usage is known.
 
         The first provider item is pulled before this returns an iterator, so a provider failure
-        before any output is an ordinary HTTP error rather than an event.
+        before any output is an ordinary HTTP error rather than an event. The iterator may be
+        closed early; it then stops without any I/O (pitfall 18): the caller says what happened
+        by calling ``abandon`` or ``fail_stream`` itself, on a thread of its choosing.
         """
         source = self._deltas()
         try:
@@ -219,10 +230,12 @@ class ChatRun:
         except ProviderError as exc:
             self._fail(exc)
             raise
+        except Exception as exc:  # a bug: logged as a failed call, then our 500
+            self._fail(internal_error(exc))
+            raise
         return self._events(first, source)
 
     def _events(self, first: Any, source: Iterator[Any]) -> Iterator[dict[str, Any]]:
-        texts: dict[int, str] = {}
         finals: dict[int, StreamDelta] = {}
         prompt_tokens = generation_tokens = 0
         request: dict[str, Any] | None = None
@@ -233,28 +246,46 @@ class ChatRun:
                     generation_tokens += item.generation_tokens
                     request = request or item.provider_request
                     continue
-                texts[item.index] = texts.get(item.index, "") + item.text
+                self.streamed[item.index] = self.streamed.get(item.index, "") + item.text
                 if item.finish_reason is not None:
                     finals[item.index] = item
                 if item.text or item.finish_reason is None:
                     yield self._event(item.index, item.text, None, None, None)
+            usage = usage_dict(prompt_tokens, generation_tokens)
+            outcomes = {i: (self.streamed.get(i, ""), finals[i].finish_reason if i in finals else "stop", None)
+                        for i in range(self.body.num_samples)}
+            session_id = self.store_logs(outcomes, usage)
         except ProviderError as exc:
-            self._fail(exc, texts)
-            yield {"detail": exc.detail()}
+            yield self.fail_stream(exc)
             return
-        except GeneratorExit:
-            self._fail(ProviderError("the client closed the stream", status=499, type="client_closed"), texts)
-            raise
-        usage = usage_dict(prompt_tokens, generation_tokens)
-        outcomes = {i: (texts.get(i, ""), finals[i].finish_reason if i in finals else "stop", None)
-                    for i in range(self.body.num_samples)}
-        session_id = self.store_logs(outcomes, usage)
+        except Exception as exc:  # a bug, not the client's doing: still the spec's error event and a log
+            yield self.fail_stream(exc)
+            return
         for index in range(self.body.num_samples):
             final = finals.get(index)
-            event = self._event(index, "", outcomes[index][1], texts.get(index, ""),
+            event = self._event(index, "", outcomes[index][1], self.streamed.get(index, ""),
                                 final.tool_calls if final else None)
             event.update(usage=usage, session_id=session_id, provider_request=request)
             yield event
+
+    def fail_stream(self, exc: Exception) -> dict[str, Any]:
+        """A stream that broke (provider error, or any exception while streaming): every sample is
+        logged with the error and the text streamed so far, unless the logs are stored already;
+        returns the decisions table's error event ``{"detail": {…§8 object…}}``."""
+        error = exc if isinstance(exc, ProviderError) else internal_error(exc)
+        if not self.stored:
+            try:
+                self._fail(error, self.streamed)
+            except Exception:  # the store itself failed: the client still gets the error event
+                log.exception("could not log the failed stream of a %s call", self.endpoint)
+        return {"detail": error.detail()}
+
+    def abandon(self) -> None:
+        """The client left before the stream ended: every sample is logged as ``client_closed``
+        (status 499) with the text streamed so far — unless the logs were stored before it left."""
+        if not self.stored:
+            self._fail(ProviderError("the client closed the stream", status=499, type="client_closed"),
+                       self.streamed)
 
     def _event(self, index: int, delta: str, finish_reason: str | None, full_text: str | None,
                tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -267,3 +298,9 @@ class ChatRun:
                                               if self.body.session_reference_id else None)
         return envelope(self.body, self.target.project_id, session_id, [entry], None, None, [])
 
+
+def internal_error(exc: BaseException) -> ProviderError:
+    """An unexpected exception as the §8 object (500, origin Humanloop); its text is not shown, as it
+    may hold request data, and goes to the server log instead."""
+    log.error("unexpected %s during a chat call", type(exc).__name__, exc_info=exc)
+    return ProviderError("internal server error", status=500, type="internal_error", origin="Humanloop")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -16,7 +18,7 @@ from .bodycheck import check_body
 from .chat import ChatRun
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
-from .streaming import sse_response
+from .streaming import EventStream
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": HTTPValidationError},
@@ -28,35 +30,52 @@ STREAM_DOC = {200: {"model": ChatResponse, "content": {"text/event-stream": {}},
 router = APIRouter(dependencies=[Depends(require_api_key), Depends(check_body)], tags=["Chats"])
 
 
+def chat_limiter(app: Any) -> anyio.CapacityLimiter:
+    """The worker threads of chat calls, apart from anyio's default pool that the management
+    endpoints use: slow chats (a mock latency, a slow provider) can fill these, never those.
+    Created on first use, inside the event loop (anyio requires it)."""
+    limiter = getattr(app.state, "chat_limiter", None)
+    if limiter is None:
+        limiter = app.state.chat_limiter = anyio.CapacityLimiter(app.state.settings.worker_threads)
+    return limiter
+
+
 def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
+    """One chat call, on a chat worker thread; a stream's later steps go to the same threads."""
     state = request.app.state
     run = ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms)
     if body.stream:
-        return sse_response(run.stream_events())
+        return EventStream(run.stream_events(), limiter=chat_limiter(request.app), on_error=run.fail_stream,
+                           on_close=lambda completed: None if completed else run.abandon())
     return JSONResponse(run.complete())
 
 
+async def _serve(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
+    limiter = chat_limiter(request.app)
+    return await anyio.to_thread.run_sync(_run, request, endpoint, body, limiter=limiter)
+
+
 @router.post("/chat", operation_id="Chats_create", responses={**STREAM_DOC, **ERROR_RESPONSES})
-def chat(request: Request, body: ChatRequest) -> Response:
+async def chat(request: Request, body: ChatRequest) -> Response:
     """Chat with an inline model config; it is registered (deduplicated) and its id returned."""
-    return _run(request, "chat", body)
+    return await _serve(request, "chat", body)
 
 
 @router.post("/chat-deployed", operation_id="Chats_createDeployed", responses={**STREAM_DOC, **ERROR_RESPONSES})
-def chat_deployed(request: Request, body: ChatDeployedRequest) -> Response:
+async def chat_deployed(request: Request, body: ChatDeployedRequest) -> Response:
     """Chat with the config or experiment deployed to the project's environment."""
-    return _run(request, "chat-deployed", body)
+    return await _serve(request, "chat-deployed", body)
 
 
 @router.post("/chat-experiment", operation_id="Chats_createExperiment",
              responses={**STREAM_DOC, **ERROR_RESPONSES})
-def chat_experiment(request: Request, body: ChatExperimentRequest) -> Response:
+async def chat_experiment(request: Request, body: ChatExperimentRequest) -> Response:
     """Chat with configs sampled from an experiment, independently per sample."""
-    return _run(request, "chat-experiment", body)
+    return await _serve(request, "chat-experiment", body)
 
 
 @router.post("/chat-model-config", operation_id="Chats_createModelConfig",
              responses={**STREAM_DOC, **ERROR_RESPONSES})
-def chat_model_config(request: Request, body: ChatModelConfigRequest) -> Response:
+async def chat_model_config(request: Request, body: ChatModelConfigRequest) -> Response:
     """Chat with a registered model config by id."""
-    return _run(request, "chat-model-config", body)
+    return await _serve(request, "chat-model-config", body)

@@ -20,7 +20,8 @@ class ServerSettings:
     db_path: str = str(DEFAULT_DB)
     mock_latency_ms: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    worker_threads: int = 128
+    worker_threads: int = 128  # chat calls in progress at once (each holds a thread until it ends)
+    admin_threads: int = 32  # management endpoints and sync dependencies: never taken by chat calls
     faults: bool = False  # --faults: honour X-HL-Fault headers and fault_rates (see faults.py)
     fault_rates: dict[str, float] | None = None
     fault_seed: int = 0

@@ -82,13 +82,14 @@ def serve_raw(response: bytes) -> Iterator[str]:
 
 
 def provider_app(path: str, *, refuse: Callable[[Request, dict[str, Any]], Response | None],
-                 answer: Callable[[dict[str, Any]], dict[str, Any]],
+                 answer: Callable[[dict[str, Any]], dict[str, Any] | Response],
                  events: Callable[[dict[str, Any]], Iterator[str]]) -> FastAPI:
     """A fake provider endpoint ``POST path``, the plumbing both fakes share.
 
     Every request body is appended to ``app.state.requests`` first. Then ``refuse`` may answer (a
     wrong key, a request the real API rejects, a failure picked by the model name); otherwise a body
-    with ``stream: true`` gets the SSE text of ``events``, and any other the JSON of ``answer``.
+    with ``stream: true`` gets the SSE text of ``events``, and any other ``answer`` (a response, or
+    a dict sent as JSON).
     """
     app = FastAPI()
     app.state.requests = []
@@ -102,7 +103,8 @@ def provider_app(path: str, *, refuse: Callable[[Request, dict[str, Any]], Respo
             return refused
         if body.get("stream"):
             return StreamingResponse(events(body), media_type="text/event-stream")
-        return JSONResponse(answer(body))
+        answered = answer(body)
+        return answered if isinstance(answered, Response) else JSONResponse(answered)
 
     return app
 

@@ -3,7 +3,9 @@
 Why: lets the OpenAI pass-through be tested over real HTTP. The model name picks the behaviour:
 ``fail-429`` (429, Retry-After: 2), ``fail-500``, ``fail-404`` (unknown model), ``tool`` (calls the
 first tool), ``cut-stream`` (closes after two deltas), ``error-stream`` (an error event mid-stream),
-``no-usage`` (never reports usage), ``crlf`` (CRLF line ends); any other model answers
+``no-usage`` (never reports usage), ``crlf`` (CRLF line ends), ``nan-usage`` (usage counts are
+``NaN``/``Infinity``, and the text holds a lone surrogate escape: JSON Python reads, but cannot
+write back), ``number-delta`` (a stream delta whose content is a number); any other model answers
 ``echo: <last user text>``. A wrong key is echoed in the 401 message, to exercise redaction.
 """
 from __future__ import annotations
@@ -34,13 +36,22 @@ def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None
                 "function": {"name": body["tools"][0]["function"]["name"], "arguments": arguments}}
         return "", "tool_calls", [call]
     text, why = reply(messages, body.get("stop"), body.get("max_tokens"))
+    if body.get("model") == "nan-usage":
+        text += " \ud800"
     return text, FINISH[why], None
 
 
-def _usage(body: dict[str, Any], text: str, calls: list[dict[str, Any]] | None) -> dict[str, int]:
+def _usage(body: dict[str, Any], text: str, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
     prompt = count_words(*(text_of(m.get("content")) for m in body.get("messages") or []))
     completion = body.get("n", 1) * count_words(text, *(c["function"]["arguments"] for c in calls or []))
+    if body.get("model") == "nan-usage":
+        return {"prompt_tokens": float("nan"), "completion_tokens": float("inf"), "total_tokens": float("-inf")}
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _dumps(data: Any) -> str:
+    """JSON as a careless upstream writes it: NaN/Infinity as bare words, surrogates as escapes."""
+    return json.dumps(data, allow_nan=True)
 
 
 def _completion(body: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +77,7 @@ def _chunks(body: dict[str, Any]) -> Iterator[str]:
                 "choices": choices}
         if include_usage:
             data["usage"] = usage
-        return f"data: {json.dumps(data)}{end}{end}"
+        return f"data: {_dumps(data)}{end}{end}"
 
     def delta(i: int, delta: dict[str, Any], finish_reason: str | None = None) -> str:
         return chunk([{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
@@ -76,6 +87,8 @@ def _chunks(body: dict[str, Any]) -> Iterator[str]:
     for count, piece in enumerate(pieces(text)):
         if model == "cut-stream" and count == 2:
             return
+        if model == "number-delta" and count == 1:
+            piece = 12345  # type: ignore[assignment]
         if model == "error-stream" and count == 1:
             yield f'data: {json.dumps({"error": {"message": "upstream fell over", "type": "server_error"}})}{end}{end}'
             return
@@ -115,4 +128,7 @@ def create_app(api_key: str) -> FastAPI:
             return _error(*FAILURES[body["model"]])
         return None
 
-    return provider_app("/v1/chat/completions", refuse=refuse, answer=_completion, events=_chunks)
+    def answer(body: dict[str, Any]) -> Response:
+        return Response(_dumps(_completion(body)), media_type="application/json")
+
+    return provider_app("/v1/chat/completions", refuse=refuse, answer=answer, events=_chunks)

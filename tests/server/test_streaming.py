@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.server.helpers import FAKE_PROVIDER_KEY, HELLO, by_index, mock_config, parse_events, unique
+from tests.server.helpers import FAKE_PROVIDER_KEY, HELLO, by_index, logs, mock_config, parse_events, unique
 
 DATA_ID = re.compile(r"data_[A-Za-z0-9]{21}")
 
@@ -175,10 +175,10 @@ def test_error_mid_stream_is_one_detail_event_then_close_and_is_logged(server, f
     assert last["detail"]["origin"] == "OpenAI" and isinstance(last["detail"]["code"], int)
     assert FAKE_PROVIDER_KEY not in response.text
     partial = "".join(e["data"][0]["output"] for e in deltas)
-    logs = server.get("/logs", params={"project_id": deltas[0]["project_id"]})
-    (log,) = logs.json()["records"]
+    stored = server.get("/logs", params={"project_id": deltas[0]["project_id"]})
+    (log,) = stored.json()["records"]
     assert (log["id"], log["output"], log["error"]) == (deltas[0]["data"][0]["id"], partial, last["detail"])
-    assert FAKE_PROVIDER_KEY not in logs.text
+    assert FAKE_PROVIDER_KEY not in stored.text
 
 
 def test_pass_through_stream_keeps_the_framing(server, fake_openai):
@@ -191,3 +191,41 @@ def test_pass_through_stream_keeps_the_framing(server, fake_openai):
         assert "".join(e["output"] for e in grouped[index]) == expected["data"][index]["output"] == \
             "echo: hello there world"
         assert grouped[index][-1]["finish_reason"] == "stop"
+
+
+def pass_through(model: str, fake_openai: str, **body: Any) -> dict[str, Any]:
+    config = {"model": model, "provider": "openai", "other": {"base_url": fake_openai}}
+    return {"project": unique(model), "model_config": config, "messages": HELLO,
+            "provider_api_keys": {"openai": FAKE_PROVIDER_KEY}, **body}
+
+
+def test_any_exception_mid_stream_is_the_error_event_then_close_and_a_log(server, fake_openai):
+    """A bug (here: a provider delta that is a number) must not cut the stream: the spec's error
+    event ends it, and the call is logged with the text sent so far."""
+    events = parse_events(post(server, "/chat", pass_through("number-delta", fake_openai, stream=True)))
+    *deltas, last = events
+    assert deltas and all(e["data"][0]["finish_reason"] is None for e in deltas)
+    assert last == {"detail": {"type": "internal_error", "message": "internal server error", "code": 500,
+                               "origin": "Humanloop"}}
+    (log,) = logs(server, deltas[0]["project_id"])
+    assert (log["output"], log["error"]) == ("".join(e["data"][0]["output"] for e in deltas), last["detail"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_nan_and_lone_surrogates_are_cleaned_before_they_reach_anyone(server, fake_openai, stream):
+    """An upstream's ``NaN``/``Infinity`` usage is no usage (counted instead) and its lone surrogates
+    become U+FFFD: the answer is strict JSON, never a bare NaN, and the log is stored."""
+    response = post(server, "/chat", pass_through("nan-usage", fake_openai, stream=stream))
+    assert b"NaN" not in response.content and b"Infinity" not in response.content
+    assert b"\\ud800" not in response.content
+    if stream:
+        final = [e for e in parse_events(response) if e["data"][0]["finish_reason"]][0]
+        usage, project_id, output = final["usage"], final["project_id"], final["data"][0]["output_message"]["content"]
+    else:
+        assert response.status_code == 200, response.text
+        usage, project_id, output = response.json()["usage"], response.json()["project_id"], \
+            response.json()["data"][0]["output"]
+    assert output == "echo: hello there world \ufffd"
+    assert all(isinstance(usage[k], int) for k in ("prompt_tokens", "generation_tokens", "total_tokens"))
+    (log,) = logs(server, project_id)
+    assert log["output"] == output and log["error"] is None

@@ -12,7 +12,7 @@ from hl_notebook.server.providers.base import (
     Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage,
 )
 from hl_notebook.server.providers.upstream import (
-    Upstream, estimate_tokens, extra_params, read_timeout, resolve_base, resolve_key,
+    Upstream, count, estimate_tokens, extra_params, read_timeout, resolve_base, resolve_key,
 )
 from hl_notebook.template import text_parts
 
@@ -26,7 +26,7 @@ TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {
 def _prompt_tokens(usage: dict[str, Any]) -> int:
     """Input tokens including prompt-cache reads and writes, which Anthropic reports apart."""
     names = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(usage.get(name) or 0 for name in names)
+    return sum(count(usage, name, 0) for name in names)
 
 
 def _tool_call(block_id: str, name: str, arguments: str) -> dict[str, Any]:
@@ -99,8 +99,8 @@ class AnthropicProvider:
             responses.append(upstream.redact(data))
             usage = data.get("usage") or {}
             estimate = estimate_tokens(call.messages, [generation.text])
-            prompt += _prompt_tokens(usage) if "input_tokens" in usage else estimate[0]
-            generated += usage.get("output_tokens", estimate[1])
+            prompt += _prompt_tokens(usage) if count(usage, "input_tokens", -1) >= 0 else estimate[0]
+            generated += count(usage, "output_tokens", estimate[1])
         return ProviderResult(generations, prompt, generated, upstream.redact(body), responses)
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta | StreamUsage]:
@@ -130,7 +130,7 @@ class AnthropicProvider:
                 kind = event.get("type")
                 if kind == "message_start":
                     reported = (event.get("message") or {}).get("usage") or {}
-                    if "input_tokens" in reported:
+                    if count(reported, "input_tokens", -1) >= 0:
                         usage["prompt"] = _prompt_tokens(reported)
                 elif kind == "content_block_start":
                     blocks[event.get("index", len(blocks))] = {**event.get("content_block", {}), "json": ""}
@@ -143,7 +143,7 @@ class AnthropicProvider:
                         blocks[event.get("index", 0)]["json"] += delta.get("partial_json", "")
                 elif kind == "message_delta":
                     reason = (event.get("delta") or {}).get("stop_reason") or reason
-                    if "output_tokens" in (event.get("usage") or {}):
+                    if count(event.get("usage") or {}, "output_tokens", -1) >= 0:
                         usage["generated"] = event["usage"]["output_tokens"]
                 elif kind == "message_stop":
                     calls = [_tool_call(b.get("id"), b.get("name"), b["json"] or json.dumps(b.get("input") or {}))

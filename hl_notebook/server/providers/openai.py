@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from hl_notebook.server.providers.base import Generation, ProviderCall, ProviderResult, StreamDelta, StreamUsage
 from hl_notebook.server.providers.upstream import (
-    Upstream, estimate_tokens, extra_params, read_timeout, resolve_base, resolve_key,
+    Upstream, count, estimate_tokens, extra_params, read_timeout, resolve_base, resolve_key,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -53,8 +53,8 @@ class OpenAIProvider:
         estimate = estimate_tokens(call.messages, (g.text for g in generations))
         return ProviderResult(
             generations=generations,
-            prompt_tokens=usage.get("prompt_tokens", estimate[0]),
-            generation_tokens=usage.get("completion_tokens", estimate[1]),
+            prompt_tokens=count(usage, "prompt_tokens", estimate[0]),
+            generation_tokens=count(usage, "completion_tokens", estimate[1]),
             provider_request=upstream.redact(body),
             provider_responses=[upstream.redact(data)],
         )
@@ -82,7 +82,7 @@ class OpenAIProvider:
         texts += [c["function"]["arguments"] for calls in tool_calls.values() for c in calls.values()]
         prompt, generated = estimate_tokens(call.messages, texts)
         usage = usage or {}
-        yield StreamUsage(usage.get("prompt_tokens", prompt), usage.get("completion_tokens", generated),
+        yield StreamUsage(count(usage, "prompt_tokens", prompt), count(usage, "completion_tokens", generated),
                           upstream.redact(body))
 
     def _upstream(self, call: ProviderCall) -> Upstream:

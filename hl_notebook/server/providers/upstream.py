@@ -7,7 +7,9 @@ and key redaction. Both provider modules import this one and neither imports the
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -31,7 +33,46 @@ STREAM_ERRORS = {
     "invalid_request_error": (422, "unprocessable_entity_error"),
 }
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+
 _local = threading.local()
+
+
+def _finite(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def decode_json(data: bytes | str) -> Any:
+    """An upstream's JSON, made storable and sendable: ``NaN``/``Infinity``/``1e400`` become null
+    (pitfall 16) and lone surrogates U+FFFD (pitfall 17). Raises ValueError if it is not JSON.
+
+    Why: what a provider sends is echoed in responses (``provider_responses``) and stored in logs;
+    one bad value there used to fail the call after its log was written.
+    """
+    value = json.loads(data, parse_constant=lambda _: None, parse_float=_finite)
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        value = _without_surrogates(value)
+    return value
+
+
+def count(usage: dict[str, Any], key: str, fallback: int) -> int:
+    """A token count the upstream reported under ``key``, else ``fallback`` (also when the value is
+    null, negative or not an integer)."""
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else fallback
 
 
 def _session() -> requests.Session:
@@ -143,7 +184,7 @@ class Upstream:
 
     def json(self, response: requests.Response) -> dict[str, Any]:
         try:
-            return response.json()
+            return decode_json(response.content)
         except ValueError:
             raise self.error(f"{self.origin} answered with a body that is not JSON") from None
 
@@ -164,7 +205,7 @@ class Upstream:
 
     def _event(self, payload: bytes) -> dict[str, Any]:
         try:
-            event = json.loads(payload)
+            event = decode_json(payload)
         except ValueError:
             raise self.error(f"{self.origin} sent a stream event that is not JSON") from None
         error = event.get("error") if isinstance(event, dict) else None
@@ -182,7 +223,7 @@ class Upstream:
 def _error_message(response: requests.Response) -> str | None:
     """``error.message`` of an OpenAI- or Anthropic-style error body, if there is one."""
     try:
-        error = response.json().get("error")
+        error = decode_json(response.content).get("error")
     except (ValueError, AttributeError):
         return None
     if isinstance(error, dict):

@@ -46,3 +46,16 @@ class ServerProcess(process.ServerProcess):
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.base_url + path, headers=self.headers, timeout=60, **kwargs)
+
+    def log_ids(self, project: str) -> list[str]:
+        """Every log id stored for the project named ``project`` (all pages, in log order; [] if none)."""
+        found = [p["id"] for p in self.get("/projects", params={"size": 1000}).json()["records"] if p["name"] == project]
+        ids: list[str] = []
+        page = 0
+        while found:
+            chunk = self.get("/logs", params={"project_id": found[0], "page": page, "size": 1000}).json()
+            ids += [record["id"] for record in chunk["records"]]
+            if not chunk["records"] or len(ids) >= chunk["total"]:
+                break
+            page += 1
+        return ids

@@ -11,21 +11,6 @@ from hl_notebook.config import HLSettings
 from support import ServerProcess
 
 
-def stored_log_ids(server: ServerProcess, project: str) -> list[str]:
-    """Every log id the server stored for a project (all pages)."""
-    found = [p for p in server.get("/projects").json()["records"] if p["name"] == project]
-    if not found:
-        return []
-    ids: list[str] = []
-    page = 0
-    while True:
-        chunk = server.get("/logs", params={"project_id": found[0]["id"], "page": page, "size": 100}).json()
-        ids += [record["id"] for record in chunk["records"]]
-        if not chunk["records"] or len(ids) >= chunk["total"]:
-            return ids
-        page += 1
-
-
 def retried_until_clean(frame: pd.DataFrame, rounds: int = 20) -> pd.DataFrame:
     for _ in range(rounds):
         if frame["error"].isna().all():
@@ -57,7 +42,7 @@ def test_thousand_requests_with_500s_429s_and_drops(point, tmp_path, capsys):
         assert frame["call"].tolist() == list(range(1000))
         assert frame["output"].tolist() == [f"m: n{i}" for i in range(1000)]
         # one log per ok row: faults before the endpoint stored nothing, retries did not double
-        assert len(stored_log_ids(server, "reliability")) == 1000
+        assert len(server.log_ids("reliability")) == 1000
     finally:
         server.stop()
 
@@ -81,7 +66,7 @@ def test_faults_after_the_log_is_stored_and_retry_log_each_call_once(point, tmp_
         assert frame["error"].isna().all(), frame.loc[frame["error"].notna(), "error"].tolist()[:3]
         assert frame["call"].tolist() == list(range(200))  # every call exactly once
         assert frame["output"].tolist() == [f"m: n{i}" for i in range(200)]
-        stored = stored_log_ids(server, "after")
+        stored = server.log_ids("after")
         assert len(stored) == 200  # a call that ran and was retried is not logged twice
         assert sorted(frame["log_id"]) == sorted(stored)  # each row shows the log its call stored
     finally:
@@ -99,7 +84,7 @@ def test_read_timeout_of_a_call_that_ran_then_retry_logs_it_once(point, tmp_path
         frame = retried_until_clean(frame)
         assert frame["error"].isna().all(), frame.loc[frame["error"].notna(), "error"].tolist()[:3]
         assert frame["output"].tolist() == [f"m: t{i}" for i in range(12)]
-        assert len(stored_log_ids(server, "timeouts")) == 12  # the timed-out calls were not run again
+        assert len(server.log_ids("timeouts")) == 12  # the timed-out calls were not run again
     finally:
         server.stop()
 

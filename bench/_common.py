@@ -153,7 +153,7 @@ def inputs_rows(n: int) -> list[dict[str, Any]]:
 def specs_and_bodies(n: int, base_url: str) -> tuple[list[Any], list[dict[str, Any]]]:
     """The ChatSpecs ``sweep`` makes for n rows, and the exact wire bodies (for bare baselines)."""
     from hl_notebook.api import _messages
-    from hl_notebook.command import make_specs
+    from hl_notebook.plan import make_specs
     from hl_notebook.connection import connect
     from hl_notebook.spec import build_body
 
@@ -172,15 +172,16 @@ def hl_sweep(n: int, concurrency: int, base_url: str) -> Any:
 
 
 class PostTimer:
-    """Wraps ``runner.to_frame`` and ``archive.record`` in this process (no library file changes) to
-    add up the time a sweep spends after its calls: building the DataFrame and recording history."""
+    """Wraps ``frame.to_frame`` and ``archive.record`` in this process (no library file changes) to
+    add up the time a sweep spends after its calls: building the DataFrame and recording history.
+    Both are looked up on their modules at call time (``pool.Run.frame``, ``pool``'s record step)."""
 
     def __init__(self) -> None:
         import hl_notebook.archive
-        import hl_notebook.runner
+        import hl_notebook.frame
 
         self.seconds = {"to_frame": 0.0, "record": 0.0}
-        for module, name in ((hl_notebook.runner, "to_frame"), (hl_notebook.archive, "record")):
+        for module, name in ((hl_notebook.frame, "to_frame"), (hl_notebook.archive, "record")):
             self._wrap(module, name)
 
     def _wrap(self, module: Any, name: str) -> None:

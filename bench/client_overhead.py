@@ -8,7 +8,7 @@ N POST /v4/chat bodies one after another, in turn through:
 
 * ``bare requests``     one ``requests.Session`` (same headers), ``post(json=body).json()`` in a loop;
 * ``HLClient.chat``     the library's client (retries, error mapping) on the prepared bodies;
-* ``execute``           ``hl_notebook.call.execute(client, spec)``: body building, timing, CallResult;
+* ``execute``           ``hl_notebook.call.execute(connection, spec)``: body building, timing, CallResult;
 * ``sweep(conc=1)``     ``hl_notebook.sweep(..., concurrency=1)``: specs, calls, DataFrame, history.
 
 Ratio = time per request / bare time per request (median of repetitions; variants interleave, and
@@ -39,7 +39,6 @@ def main() -> None:
 
     from hl_notebook.call import execute
     from hl_notebook.connection import connect
-    from hl_notebook.secrets import provider_keys_from_env
 
     post = c.PostTimer()
     summary = []
@@ -48,8 +47,8 @@ def main() -> None:
             c.use_server(server.base_url)
             specs, bodies = c.specs_and_bodies(args.n, server.base_url)
             url = server.base_url + "/chat"
-            client = connect(server.base_url).client
-            keys = provider_keys_from_env()
+            connection = connect(server.base_url)
+            client = connection.client
             session = requests.Session()
             session.headers.update(c.headers())
 
@@ -63,7 +62,7 @@ def main() -> None:
 
             def hl_execute(k: int) -> None:
                 for index, spec in enumerate(specs[:k]):
-                    assert execute(client, spec, index, provider_api_keys=keys).ok
+                    assert execute(connection, spec, index).ok
 
             def hl_sweep(k: int) -> None:
                 frame = c.hl_sweep(k, 1, server.base_url)

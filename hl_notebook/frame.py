@@ -328,9 +328,20 @@ def _array(values: Sequence[Any], dtype: str) -> Any:
             return np.array(values, dtype=bool)
         if dtype.startswith("datetime"):
             return pd.to_datetime(values, utc=True).astype(dtype).array
-        return pd.array(values, dtype=dtype)
+        return string_array(values) if dtype == "string" else pd.array(values, dtype=dtype)
     except (TypeError, ValueError, OverflowError):
         return _coerce(pd.Series(values, dtype=object), dtype).array
+
+
+def string_array(values: Any) -> Any:
+    """``values`` (str or None) as a "string" array in pandas' default storage; in Python storage
+    when pyarrow cannot hold them (a lone surrogate, valid in a Python str, is not UTF-8)."""
+    import pandas as pd
+
+    try:
+        return pd.array(values, dtype="string")
+    except UnicodeEncodeError:
+        return pd.array(values, dtype=pd.StringDtype("python"))
 
 
 def _missing(length: int, dtype: str) -> Any:
@@ -353,7 +364,8 @@ def _coerce(series: "pd.Series", dtype: str) -> "pd.Series":
     if dtype.startswith("datetime"):
         return pd.to_datetime(series, utc=True, errors="coerce").astype(dtype)
     if dtype == "string":
-        return series.astype("object").where(series.notna(), None).astype("string")
+        return pd.Series(string_array(series.astype("object").where(series.notna(), None).to_numpy()),
+                         index=series.index)
     try:
         return series.astype(dtype)
     except (TypeError, ValueError, OverflowError):

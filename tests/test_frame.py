@@ -75,3 +75,11 @@ def test_display_shows_output_and_hides_technical_and_empty_columns():
     assert not {"request", "log_id", "created_at", "seed"} & set(view.columns)
     assert "columns not shown" in frame._repr_html_() and "out 0" in frame._repr_html_()
     assert type(frame[["output"]]).__name__ == "DataFrame"  # derived frames are plain pandas
+
+
+def test_a_lone_surrogate_in_an_output_is_kept_whatever_the_string_storage():
+    """Valid in a Python str (a provider's JSON may carry one), not in UTF-8: pyarrow refuses it."""
+    partial = {"data": [{"id": "data_0", "index": 0, "output": "half \ud800 done"}]}
+    frame = to_frame([CallResult(0, SPEC, partial)])
+    assert frame["output"].tolist() == ["half \ud800 done"] and str(frame["output"].dtype) == "string"
+    assert conform(pd.DataFrame(frame))["output"].tolist() == ["half \ud800 done"]

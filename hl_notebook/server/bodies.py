@@ -27,15 +27,23 @@ def tool_call_of(tool_calls: list[dict[str, Any]] | None) -> dict[str, Any] | No
 
 def data_entry(*, log_id: str, index: int, text: str, finish_reason: str | None, config_id: str,
                tool_calls: list[dict[str, Any]] | None, inputs: dict[str, Any],
-               messages: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """One ``data[i]`` (ChatDataResponse)."""
-    return {
+               messages: list[dict[str, Any]] | None, echo_messages: bool = True) -> dict[str, Any]:
+    """One ``data[i]`` (ChatDataResponse).
+
+    ``messages`` is optional in spec §6 (not in ChatDataResponse's required list, and not nullable):
+    with ``echo_messages=False`` the field is left out rather than sent as null, which the SDK
+    schemas would refuse. ``chat.ChatRun.complete`` says which entries carry it.
+    """
+    entry = {
         "id": log_id, "index": index, "output": text.strip(), "raw_output": text, "inputs": inputs,
         "finish_reason": finish_reason, "model_config_id": config_id, "messages": messages,
         "tool_results": [], "tool_calls": tool_calls, "tool_call": tool_call_of(tool_calls),
         "output_message": {"role": "assistant", "content": text, "name": None, "tool_call_id": None,
                            "tool_calls": tool_calls, "tool_call": tool_call_of(tool_calls)},
     }
+    if not echo_messages:
+        del entry["messages"]
+    return entry
 
 
 def envelope(body: ChatRequestBase, project_id: str, session_id: str | None, data: list[dict[str, Any]],

@@ -203,9 +203,19 @@ class ChatRun:
         session_id = self.store_logs(outcomes, usage)
         data = [data_entry(log_id=self.log_ids[i], index=i, text=g.text, finish_reason=g.finish_reason,
                            config_id=self.target.sample_configs[i], tool_calls=g.tool_calls,
-                           inputs=self.inputs, messages=self._messages_for(i))
+                           inputs=self.inputs, messages=self._messages_for(i), echo_messages=self._echoes(i))
                 for i, g in sorted(results.items())]
         return envelope(self.body, self.target.project_id, session_id, data, usage, request, responses)
+
+    def _echoes(self, index: int) -> bool:
+        """Whether ``data[index]`` carries ``messages``: only the first sample of each config does.
+
+        Every sample of one config was sent the same messages, so repeating them per sample only
+        multiplied the response (1 MB of messages x 100 samples was 100 MB). In an experiment each
+        config renders its own template, so each config's first sample carries its messages; the
+        logs (``GET /logs``) keep every sample's messages.
+        """
+        return any(index == group.indices[0] for group in self.groups)
 
     # -- streaming (spec §7) -------------------------------------------------------------------
     def _deltas(self) -> Iterator[StreamDelta | StreamUsage]:

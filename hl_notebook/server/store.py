@@ -6,6 +6,7 @@ call writes everything it creates in one transaction, so a failed call leaves no
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sqlite3
@@ -43,9 +44,23 @@ CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
     config_id TEXT NOT NULL, session_id TEXT, parent_id TEXT, sample_index INTEGER NOT NULL,
     endpoint TEXT NOT NULL, created_at REAL NOT NULL, inputs TEXT, messages TEXT, output TEXT,
-    finish_reason TEXT, error TEXT, metadata TEXT, source TEXT, usage TEXT, saved INTEGER NOT NULL);
+    finish_reason TEXT, error TEXT, metadata TEXT, source TEXT, usage TEXT, saved INTEGER NOT NULL,
+    inputs_ref TEXT, messages_ref TEXT);
 CREATE INDEX IF NOT EXISTS logs_by_project ON logs (project_id, seq);
+CREATE TABLE IF NOT EXISTS payloads (
+    id TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
+# logs.inputs/messages hold the JSON of rows written before payloads existed; newer rows point at a
+# payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref
+MIGRATIONS = {"inputs_ref": "ALTER TABLE logs ADD COLUMN inputs_ref TEXT",
+              "messages_ref": "ALTER TABLE logs ADD COLUMN messages_ref TEXT"}
+LOG_COLUMNS = ("logs.seq, logs.id, logs.project_id, logs.config_id, logs.session_id, logs.parent_id, "
+               "logs.sample_index, logs.endpoint, logs.created_at, logs.output, logs.finish_reason, logs.error, "
+               "logs.metadata, logs.source, logs.usage, logs.saved, "
+               "COALESCE(inputs_payload.body, logs.inputs) AS inputs, "
+               "COALESCE(messages_payload.body, logs.messages) AS messages")
+LOG_JOINS = ("LEFT JOIN payloads AS inputs_payload ON inputs_payload.id = logs.inputs_ref "
+             "LEFT JOIN payloads AS messages_payload ON messages_payload.id = logs.messages_ref")
 
 
 def project_id_for(name: str) -> str:
@@ -84,7 +99,16 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._connection().executescript(SCHEMA)
+        db = self._connection()
+        db.executescript(SCHEMA)
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(logs)")}
+        for column, statement in MIGRATIONS.items():
+            if column not in columns:
+                try:
+                    db.execute(statement)
+                except sqlite3.OperationalError as exc:  # another process migrated the file first
+                    if "duplicate column" not in str(exc):
+                        raise
         with self.write() as db:
             if not db.execute("SELECT 1 FROM environments WHERE is_default = 1").fetchone():
                 db.execute("INSERT OR IGNORE INTO environments VALUES (?, ?, 1)",
@@ -303,20 +327,37 @@ class Store:
                    save: bool) -> None:
         """Store one log per sample. With ``save=False`` inputs, messages and outputs are dropped.
 
-        ``messages`` is the default for logs whose ``PendingLog.messages`` is None.
+        ``messages`` is the default for logs whose ``PendingLog.messages`` is None. Inputs and each
+        distinct messages list are stored once, as payloads the logs point at: 100 samples of 1 MB
+        of messages are 1 MB in the file, not 100.
         """
         now = time.time()
+        inputs_ref = self._payload(db, inputs) if save else None
+        refs: dict[int, str] = {}  # id() of a messages list -> its payload (samples of one config share one list)
+
+        def messages_ref(log: PendingLog) -> str | None:
+            chosen = messages if log.messages is None else log.messages
+            if id(chosen) not in refs:
+                refs[id(chosen)] = self._payload(db, chosen)
+            return refs[id(chosen)]
+
         db.executemany(
             "INSERT INTO logs (id, project_id, config_id, session_id, parent_id, sample_index, endpoint,"
-            " created_at, inputs, messages, output, finish_reason, error, metadata, source, usage, saved)"
+            " created_at, inputs_ref, messages_ref, output, finish_reason, error, metadata, source, usage, saved)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(log.id, project_id, log.config_id, session_id, parent_id, log.sample_index, endpoint, now,
-              json.dumps(inputs) if save else None,
-              json.dumps(messages if log.messages is None else log.messages) if save else None,
-              log.output if save else None, log.finish_reason,
+              inputs_ref, messages_ref(log) if save else None, log.output if save else None, log.finish_reason,
               json.dumps(log.error) if log.error else None, json.dumps(metadata),
               source, json.dumps(usage) if usage else None, int(save))
              for log in logs])
+
+    @staticmethod
+    def _payload(db: sqlite3.Connection, value: Any) -> str:
+        """Store a JSON value once (content-addressed); its id."""
+        text = json.dumps(value)
+        payload_id = hashlib.sha256(text.encode()).hexdigest()
+        db.execute("INSERT OR IGNORE INTO payloads VALUES (?, ?)", (payload_id, text))
+        return payload_id
 
     def count_logs(self, *, project_id: str | None = None, config_id: str | None = None) -> int:
         """How many logs a project (or a config) has."""
@@ -327,12 +368,13 @@ class Store:
         self.project_by_id(project_id)
         db = self.read()
         total = db.execute("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project_id,)).fetchone()[0]
-        rows = db.execute("SELECT * FROM logs WHERE project_id = ? ORDER BY seq LIMIT ? OFFSET ?",
-                          (project_id, size, page * size))
+        rows = db.execute(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.project_id = ? "
+                          "ORDER BY logs.seq LIMIT ? OFFSET ?", (project_id, size, page * size))
         return [dict(r) for r in rows], total
 
     def log(self, log_id: str) -> dict[str, Any]:
-        row = self.read().execute("SELECT * FROM logs WHERE id = ?", (log_id,)).fetchone()
+        row = self.read().execute(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.id = ?",
+                                  (log_id,)).fetchone()
         if row is None:
             raise NotFound(f"log {log_id} not found")
         return dict(row)

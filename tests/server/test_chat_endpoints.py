@@ -37,9 +37,20 @@ def assert_chat_response(body: dict[str, Any], num_samples: int) -> None:
         assert entry["output_message"]["content"] == entry["raw_output"]
         assert isinstance(entry["inputs"], dict)
         assert entry["finish_reason"] in ("stop", "length", "tool_call")
-        assert isinstance(entry["messages"], list) and entry["messages"]
         assert entry["tool_results"] == []
         assert "tool_calls" in entry and "tool_call" in entry
+    assert_messages_once_per_config(body["data"])
+
+
+def assert_messages_once_per_config(data: list[dict[str, Any]]) -> None:
+    """``data[i].messages`` (optional in spec §6) comes with the first sample of each config only."""
+    first: dict[str, int] = {}
+    for entry in data:
+        first.setdefault(entry["model_config_id"], entry["index"])
+        if first[entry["model_config_id"]] == entry["index"]:
+            assert isinstance(entry["messages"], list) and entry["messages"], entry
+        else:
+            assert "messages" not in entry, entry
 
 
 # -- every request field (spec §2–§5) ------------------------------------------------------------
@@ -249,10 +260,12 @@ def two_config_experiment(server) -> dict[str, Any]:
 def assert_sampled_from_both(result: dict[str, Any], models: dict[str, str]) -> None:
     used = [d["model_config_id"] for d in result["data"]]
     assert set(used) == set(models)  # 2 configs, 40 samples: all-one-config has probability 2**-39
+    assert_messages_once_per_config(result["data"])
     for entry in result["data"]:
         model = models[entry["model_config_id"]]
         assert entry["output"] == f"{model}: hello there world"
-        assert entry["messages"][0]["content"] == f"I am {model[-1]}"  # each config renders its own template
+        if "messages" in entry:  # each config renders its own template
+            assert entry["messages"][0]["content"] == f"I am {model[-1]}"
     assert len({d["id"] for d in result["data"]}) == 40
 
 
@@ -262,10 +275,11 @@ def test_chat_experiment_samples_a_config_per_sample(server, two_config_experime
     assert result["project_id"] == two_config_experiment["project_id"]
     assert_sampled_from_both(result, two_config_experiment["models"])
     stored = {log["id"]: log for log in logs(server, result["project_id"])}
+    sent = {entry["model_config_id"]: entry["messages"] for entry in result["data"] if "messages" in entry}
     for entry in result["data"]:
         log = stored[entry["id"]]
         assert (log["model_config_id"], log["output"]) == (entry["model_config_id"], entry["output"])
-        assert log["messages"] == entry["messages"]  # not the first sample's template for every log
+        assert log["messages"] == sent[entry["model_config_id"]]  # not the first sample's template for every log
 
 
 def test_deployed_experiment_samples_a_config_per_sample(server, two_config_experiment):

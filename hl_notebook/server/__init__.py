@@ -20,6 +20,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     import anyio.to_thread
 
     from . import routes_admin, routes_chat, routes_info, stats
+    from .idempotency import InFlight
     from .errors import install_error_handlers
     from .limits import BodySizeLimit
     from .store import Store
@@ -36,6 +37,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.settings = settings
     app.state.store = Store(settings.db_path)
+    app.state.in_flight = InFlight()  # Idempotency-Keys of the chat calls running now
     install_error_handlers(app)
     app.include_router(routes_chat.router, prefix=API_PREFIX)
     app.include_router(routes_admin.router, prefix=API_PREFIX)

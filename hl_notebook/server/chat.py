@@ -9,7 +9,7 @@ import itertools
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .. import template as templating
 from .bodies import data_entry, envelope, usage_dict
@@ -131,8 +131,11 @@ def provider_call(group: Group, body: ChatRequestBase) -> ProviderCall:
 class ChatRun:
     """One chat call from resolved target to stored logs and a response body."""
 
-    def __init__(self, store: Store, endpoint: str, body: ChatRequestBase, mock_latency_ms: float) -> None:
+    def __init__(self, store: Store, endpoint: str, body: ChatRequestBase, mock_latency_ms: float,
+                 idempotency: tuple[str, str] | None = None) -> None:
+        """``idempotency``: the call's (key, request hash); a completed call is stored under it."""
         self.store, self.endpoint, self.body = store, endpoint, body
+        self.idempotency = idempotency
         self.mock_latency_ms = mock_latency_ms
         self.target = resolve(store, body)
         self.groups = groups(self.target, body)
@@ -151,8 +154,14 @@ class ChatRun:
         return []
 
     def store_logs(self, outcomes: dict[int, tuple[str | None, str | None, dict[str, Any] | None]],
-                   usage: dict[str, int] | None) -> str | None:
-        """Write project, config, session and one log per sample in a single transaction."""
+                   usage: dict[str, int] | None,
+                   respond: Callable[[str | None], dict[str, Any]] | None = None) -> tuple[str | None, Any]:
+        """Write project, config, session and one log per sample in a single transaction.
+
+        ``respond`` (given for a completed call) builds the response body from the session id;
+        with an idempotency key it is stored under the key in the same transaction. Returns the
+        session id and that body.
+        """
         body, target = self.body, self.target
         with self.store.write() as db:
             if target.project_name is not None:
@@ -170,8 +179,11 @@ class ChatRun:
                                   inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,
                                   source=body.source, usage=usage, session_id=session_id,
                                   parent_id=body.parent_id, save=body.save)
+            response = respond(session_id) if respond is not None else None
+            if response is not None and self.idempotency is not None:
+                self.store.remember_call(db, *self.idempotency, response)
         self.stored = True
-        return session_id
+        return session_id, response
 
     def _fail(self, exc: ProviderError, partial: dict[int, str] | None = None) -> None:
         error = exc.detail()
@@ -200,12 +212,19 @@ class ChatRun:
             raise
         usage = usage_dict(prompt_tokens, generation_tokens)
         outcomes = {i: (g.text, g.finish_reason, None) for i, g in results.items()}
-        session_id = self.store_logs(outcomes, usage)
-        data = [data_entry(log_id=self.log_ids[i], index=i, text=g.text, finish_reason=g.finish_reason,
-                           config_id=self.target.sample_configs[i], tool_calls=g.tool_calls,
-                           inputs=self.inputs, messages=self._messages_for(i), echo_messages=self._echoes(i))
-                for i, g in sorted(results.items())]
-        return envelope(self.body, self.target.project_id, session_id, data, usage, request, responses)
+
+        def respond(session_id: str | None) -> dict[str, Any]:
+            data = [self._entry(i, g.text, g.finish_reason, g.tool_calls) for i, g in sorted(results.items())]
+            return envelope(self.body, self.target.project_id, session_id, data, usage, request, responses)
+
+        return self.store_logs(outcomes, usage, respond)[1]
+
+    def _entry(self, index: int, text: str, finish_reason: str | None,
+               tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """``data[index]`` of a completed call (also what a completed stream stores for replays)."""
+        return data_entry(log_id=self.log_ids[index], index=index, text=text, finish_reason=finish_reason,
+                          config_id=self.target.sample_configs[index], tool_calls=tool_calls, inputs=self.inputs,
+                          messages=self._messages_for(index), echo_messages=self._echoes(index))
 
     def _echoes(self, index: int) -> bool:
         """Whether ``data[index]`` carries ``messages``: only the first sample of each config does.
@@ -264,7 +283,13 @@ class ChatRun:
             usage = usage_dict(prompt_tokens, generation_tokens)
             outcomes = {i: (self.streamed.get(i, ""), finals[i].finish_reason if i in finals else "stop", None)
                         for i in range(self.body.num_samples)}
-            session_id = self.store_logs(outcomes, usage)
+
+            def respond(session_id: str | None) -> dict[str, Any]:  # the call as a plain response, for replays
+                data = [self._entry(i, outcomes[i][0] or "", outcomes[i][1],
+                                    finals[i].tool_calls if i in finals else None) for i in sorted(outcomes)]
+                return envelope(self.body, self.target.project_id, session_id, data, usage, request, [])
+
+            session_id = self.store_logs(outcomes, usage, respond if self.idempotency else None)[0]
         except ProviderError as exc:
             yield self.fail_stream(exc)
             return

@@ -6,7 +6,7 @@ the Accept header (the SDKs send ``Accept: application/json`` on streaming calls
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import anyio
 import anyio.to_thread
@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, Response
 
 from .auth import require_api_key
 from .bodycheck import check_body
-from .chat import ChatRun
+from . import idempotency
+from .chat import ChatRun, internal_error
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
 from .streaming import EventStream
@@ -41,13 +42,66 @@ def chat_limiter(app: Any) -> anyio.CapacityLimiter:
 
 
 def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
-    """One chat call, on a chat worker thread; a stream's later steps go to the same threads."""
+    """One chat call, on a chat worker thread; a stream's later steps go to the same threads.
+
+    With an ``Idempotency-Key`` (see ``idempotency.py``): a stored call is replayed, a running one
+    waited for, and a new one runs under the key until its response (or stream) ends.
+    """
     state = request.app.state
-    run = ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms)
-    if body.stream:
-        return EventStream(run.stream_events(), limiter=chat_limiter(request.app), on_error=run.fail_stream,
-                           on_close=lambda completed: None if completed else run.abandon())
-    return JSONResponse(run.complete())
+    key = idempotency.checked_key(request.headers.get(idempotency.HEADER))
+    if key is None:
+        return _respond(request, ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms), None)
+    digest = idempotency.request_hash(endpoint, body)
+    replay = _replay(request, key, digest, body.stream)
+    if replay is not None:
+        return replay
+    state.in_flight.enter(key, state.settings.idempotency_wait)
+    try:
+        replay = _replay(request, key, digest, body.stream)  # the one we waited for may have completed
+        if replay is not None:
+            state.in_flight.leave(key)
+            return replay
+        run = ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms, idempotency=(key, digest))
+        return _respond(request, run, lambda: state.in_flight.leave(key))
+    except BaseException:
+        state.in_flight.leave(key)
+        raise
+
+
+def _respond(request: Request, run: ChatRun, release: Callable[[], None] | None) -> Response:
+    """Run the call: a JSON body, or an EventStream whose end (completed or not) releases the key."""
+    if not run.body.stream:
+        try:
+            return JSONResponse(run.complete())
+        finally:
+            if release is not None:
+                release()
+
+    def on_close(completed: bool) -> None:
+        try:
+            if not completed:
+                run.abandon()
+        finally:
+            if release is not None:
+                release()
+
+    return EventStream(run.stream_events(), limiter=chat_limiter(request.app), on_error=run.fail_stream,
+                       on_close=on_close)
+
+
+def _replay(request: Request, key: str, digest: str, stream: bool) -> Response | None:
+    """The stored result of the call completed under ``key``, as JSON or as SSE events; None if none."""
+    found = request.app.state.store.completed_call(key)
+    if found is None:
+        return None
+    stored_hash, response = found
+    idempotency.check_same_request(stored_hash, digest)
+    headers = {"Idempotent-Replayed": "true"}
+    if not stream:
+        return JSONResponse(response, headers=headers)
+    return EventStream(iter(idempotency.replay_events(response)), limiter=chat_limiter(request.app),
+                       on_error=lambda exc: {"detail": internal_error(exc).detail()},
+                       on_close=lambda completed: None, headers=headers)
 
 
 async def _serve(request: Request, endpoint: str, body: ChatRequestBase) -> Response:

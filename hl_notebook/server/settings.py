@@ -22,6 +22,7 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     worker_threads: int = 128  # chat calls in progress at once (each holds a thread until it ends)
     admin_threads: int = 32  # management endpoints and sync dependencies: never taken by chat calls
+    idempotency_wait: float = 600.0  # seconds a request waits for a running call with its Idempotency-Key
     faults: bool = False  # --faults: honour X-HL-Fault headers and fault_rates (see faults.py)
     fault_rates: dict[str, float] | None = None
     fault_seed: int = 0

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_by_project ON logs (project_id, seq);
 CREATE TABLE IF NOT EXISTS payloads (
     id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, response TEXT NOT NULL, created_at REAL NOT NULL);
 """
 # logs.inputs/messages hold the JSON of rows written before payloads existed; newer rows point at a
 # payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref
@@ -358,6 +360,19 @@ class Store:
         payload_id = hashlib.sha256(text.encode()).hexdigest()
         db.execute("INSERT OR IGNORE INTO payloads VALUES (?, ?)", (payload_id, text))
         return payload_id
+
+    # -- idempotency keys --------------------------------------------------------------------
+    def completed_call(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """(request hash, response body) of the completed call stored under ``key``, if any."""
+        row = self.read().execute("SELECT request_hash, response FROM idempotency WHERE key = ?", (key,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    @staticmethod
+    def remember_call(db: sqlite3.Connection, key: str, request_hash: str, response: dict[str, Any]) -> None:
+        """Store a completed call's response under its key, in the transaction of its logs. A key
+        stored first by another process keeps its response (the in-flight wait is per process)."""
+        db.execute("INSERT OR IGNORE INTO idempotency VALUES (?, ?, ?, ?)",
+                   (key, request_hash, json.dumps(response), time.time()))
 
     def count_logs(self, *, project_id: str | None = None, config_id: str | None = None) -> int:
         """How many logs a project (or a config) has."""

@@ -44,7 +44,7 @@ def test_configs_frame_from_ragged_dicts_with_numpy_values(shell, server):
     frame = shell.run_cell_magic("hlchat", "--configs cfgs --metadata meta --project real-data-cfg",
                                  "user: one two three four five")
     assert frame["model"].tolist() == ["a", "b"] and frame["error"].isna().all()
-    assert frame.loc[1, "max_tokens"] == 3 and pd.isna(frame.loc[0, "max_tokens"])
+    assert frame.loc[1, "max_tokens"] == 3 and frame.loc[0, "max_tokens"] == -1  # not sent: the wire default
 
 
 @pytest.mark.parametrize("line, message", [

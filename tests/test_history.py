@@ -1,0 +1,171 @@
+"""History on disk (issue 11.5): runs are stored as they are returned and read back from the file
+with the contract's dtypes plus session/run/run_at; rows of the older per-row JSON format still
+load; with no usable file a bounded in-memory fallback; recording never costs the user the frame."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from hl_notebook import archive
+from hl_notebook.call import CallResult
+from hl_notebook.config import HLSettings
+from hl_notebook.errors import HLRateLimitError
+from hl_notebook.frame import columns, to_frame
+from hl_notebook.spec import ChatSpec
+
+META = {"session": "string", "run": "Int64", "run_at": "datetime64[ns, UTC]"}
+
+
+def frame_of(calls: int = 2, samples: int = 2, text: str = "out", tail: str = " ünï \ud800") -> pd.DataFrame:
+    """A frame with a failed call; outputs end in ``tail`` (by default non-ASCII and a lone surrogate)."""
+    spec = ChatSpec(endpoint="chat", messages=({"role": "user", "content": "say {{word}}"},),
+                    model_config={"model": "m", "provider": "mock", "stop": ["x", "y"]}, num_samples=samples)
+    results = [CallResult(call, spec.with_inputs({"word": f"w{call}", "n": call}),
+                          {"project_id": "pr_1", "usage": {"prompt_tokens": 2, "generation_tokens": 3, "total_tokens": 5},
+                           "data": [{"id": f"data_{call}_{i}", "index": i, "output": f"{text} {call}.{i}{tail}",
+                                     "finish_reason": "stop", "model_config_id": "config_1"} for i in range(samples)]},
+                          latency_s=0.25)
+               for call in range(calls)]
+    failed = CallResult(calls, spec.with_inputs({"word": "z", "n": None}), None,
+                        HLRateLimitError("slow down", status_code=429, endpoint="/chat"))
+    return to_frame([*results, failed])
+
+
+@pytest.fixture
+def history_file(tmp_path, monkeypatch):
+    path = tmp_path / "history.sqlite"
+    HLSettings.instance().history_path = str(path)
+    monkeypatch.setattr(archive, "SESSION", "test-" + tmp_path.name[-8:])
+    for name, value in {"_paths": [], "_memory": [], "_warned": set(), "_run": 0}.items():
+        monkeypatch.setattr(archive, name, value, raising=False)
+    return path
+
+
+def contract_part(history: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(history).drop(columns=list(META)).reset_index(drop=True)
+
+
+def test_a_run_reads_back_from_the_file_with_the_contract_and_meta_dtypes(history_file):
+    frame = frame_of()
+    archive.record(frame)
+    history = archive.history()
+    assert list(history.columns) == [*META, *(name for name, _ in columns(["word", "n"]))]
+    assert {name: str(history[name].dtype) for name in META} == META
+    pd.testing.assert_frame_equal(contract_part(history), pd.DataFrame(frame))
+    assert history["run_at"].iloc[0].tzname() == "UTC" and history["session"].unique().tolist() == [archive.SESSION]
+    assert history["call_total_tokens"].sum() == 10  # per call, once
+    assert type(history).__name__ == "ResultFrame"
+
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+def test_both_string_storages_round_trip(history_file, storage):
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    with pd.option_context("mode.string_storage", storage):
+        frame = frame_of(tail=" ünï ✓")
+        assert frame["output"].dtype.storage == storage
+        archive.record(frame)
+        pd.testing.assert_frame_equal(contract_part(archive.history()), pd.DataFrame(frame))
+
+
+def test_a_damaged_chunk_costs_its_rows_with_one_warning(history_file, capsys):
+    archive.record(frame_of(text="first"))
+    archive.record(frame_of(text="second"))
+    with sqlite3.connect(history_file) as db:
+        db.execute("UPDATE chunks SET data = x'00ff' WHERE run = 1")
+    outputs = archive.history()["output"].dropna().tolist()
+    assert outputs and all(o.startswith("second") for o in outputs)
+    assert "some history rows cannot be read" in capsys.readouterr().err
+
+
+def test_history_is_read_from_the_file_not_kept_in_memory(history_file):
+    archive.record(frame_of())
+    assert len(archive.history()) == 5
+    with sqlite3.connect(history_file) as db:
+        db.execute("DELETE FROM chunks")
+    assert len(archive.history()) == 0  # nothing of the run was held in the session
+
+
+def test_many_runs_and_chunks_come_back_in_order(history_file, monkeypatch):
+    monkeypatch.setattr(archive, "CHUNK_ROWS", 3)
+    first, second = frame_of(calls=4, text="first"), frame_of(calls=1, samples=3, text="second")
+    archive.record(first)
+    archive.record(second)
+    history = archive.history()
+    assert history["output"].tolist() == [*first["output"], *second["output"]]
+    assert history["run"].tolist() == [1] * len(first) + [2] * len(second)
+    with sqlite3.connect(history_file) as db:
+        assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 3 + 2
+
+
+def test_later_edits_to_the_users_frame_do_not_change_history(history_file):
+    frame = frame_of()
+    archive.record(frame)
+    frame.loc[0, "output"] = "edited"
+    assert archive.history()["output"].iloc[0] != "edited"
+
+
+def test_rows_of_the_older_per_row_json_format_still_load(history_file):
+    # written by today's code as it was (which could not store a lone surrogate)
+    old = pd.DataFrame(frame_of(tail=" ünï")).rename(columns={f"call_{n}": n for n in
+                                                           ("prompt_tokens", "generation_tokens", "total_tokens")})
+    old["total_tokens"] = old.groupby("call")["total_tokens"].transform("first")  # repeated, as written then
+    records = json.loads(old.to_json(orient="records", date_format="iso"))
+    archive.record(frame_of(calls=1))  # creates the file (and a run of this session)
+    with sqlite3.connect(history_file) as db:
+        db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
+                       [("oldsession", 1, 1.0e9, i, json.dumps(r)) for i, r in enumerate(records)])
+    everything = archive.history(all_sessions=True)
+    older = everything[everything["session"] == "oldsession"]
+    assert older["output"].tolist() == old["output"].tolist()
+    assert older["call_total_tokens"].tolist() == [5, pd.NA, 5, pd.NA, pd.NA]
+    assert older["call_total_tokens"].sum() == 10
+    assert str(older["created_at"].dtype) == "datetime64[ns, UTC]" and str(older["call"].dtype) == "Int64"
+    assert str(older["run_at"].iloc[0]) == "2001-09-09 01:46:40+00:00"
+    assert everything["session"].tolist()[-3:] == [archive.SESSION] * 3  # oldest first
+    assert len(archive.history()) == 3  # this session only
+
+
+def test_without_a_file_history_is_in_memory_and_bounded(history_file, monkeypatch, capsys):
+    HLSettings.instance().history_path = ""
+    monkeypatch.setattr(archive, "MEMORY_BYTES", 1)  # every run is over the bound: only the last is kept
+    archive.record(frame_of(text="one"))
+    archive.record(frame_of(text="two"))
+    archive.record(frame_of(text="three"))
+    history = archive.history()
+    assert history["output"].str.startswith("three").sum() == 4 and history["run"].unique().tolist() == [3]
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and "history in memory keeps the last" in warnings[0]
+
+
+def test_an_sqlite_error_keeps_the_run_in_memory_with_one_warning(history_file, capsys):
+    archive.record(frame_of(text="kept"))
+    with sqlite3.connect(history_file) as db:
+        db.execute("DROP TABLE chunks")
+        db.execute("CREATE TABLE chunks (x)")  # wrong shape: every insert fails
+    archive.record(frame_of(text="in memory"))
+    archive.record(frame_of(text="also in memory"))
+    outputs = archive.history()["output"].fillna("")
+    assert outputs.str.startswith("in memory").sum() == 4 and outputs.str.startswith("also").sum() == 4
+    assert len([line for line in capsys.readouterr().err.splitlines() if "cannot be used" in line]) == 1
+
+
+def test_a_packing_bug_warns_and_never_raises(history_file, monkeypatch, capsys):
+    def broken(frame):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(archive, "_pack", broken)
+    archive.record(frame_of())
+    archive.record(frame_of())
+    assert capsys.readouterr().err.count("could not be added to the history") == 1
+
+
+def test_hlchat_history_shows_the_compact_view(shell):
+    shell.run_cell_magic("hlchat", "--model m --temperature 0 -n 2", "user: history view")
+    history = shell.run_line_magic("hlchat_history", "")
+    assert str(history["run_at"].dtype) == "datetime64[ns, UTC]"
+    view = history.display_view()
+    assert list(view.columns)[:5] == ["session", "run", "call", "sample", "output"]
+    assert "request" not in view.columns and "history view" in history._repr_html_()

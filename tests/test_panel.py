@@ -72,7 +72,7 @@ def test_panel_frame_equals_the_magic_frame_for_the_same_inputs(shell, panel):
 def test_endpoint_selector_shows_the_matching_fields(panel):
     assert panel._selector_box.children == (panel._chat_box,)
     panel._endpoint.value = "model-config"
-    assert panel._config_picker in set(widgets(panel._selector_box)) and panel._refresh in set(widgets(panel))
+    assert {panel._config_picker, panel._refresh} <= set(widgets(panel._selector_box))
     panel._endpoint.value = "experiment"
     inside = set(widgets(panel._selector_box))
     assert {panel._experiment_picker, panel._refresh, panel._experiment_configs, panel._create_experiment} <= inside
@@ -180,7 +180,8 @@ def test_out_of_range_values_are_shown_beside_the_control_never_clamped(panel):
 def test_labels_title_providers_and_save_hidden_until_results(shell, panel):
     assert panel._stop.description == "Stop sequence" and panel._stop_button.description == "Stop"
     assert "Chat panel" in panel._title.value
-    assert panel._provider.label == "mock" and panel._provider.options == tuple((p, p) for p in ("anthropic", "mock", "openai")) and panel._provider.value == "mock"
+    assert [text for text, _ in panel._provider.options] == ["anthropic", "mock", "openai"]
+    assert panel._provider.value == "mock"
     assert not shown(panel._save_box) and not shown(panel._tabs)
     assert all(box.layout.flex_flow == "row wrap" for box in widgets(panel) if isinstance(box, w.HBox))
     panel._messages.value = "user: hi"

@@ -34,13 +34,15 @@ def test_refresh_register_create_and_deploy_with_readable_labels(project):
     registry = Registry()
     assert "no configs yet" in registry.refresh(project) and registry.configs == []
     registry.register({"model": "m1", "provider": "mock", "temperature": 0.0})
-    registry.register({"model": "m1", "provider": "mock", "temperature": 0.7})
+    assert registry.register({"model": "m1", "provider": "mock", "temperature": 0.7}) == \
+        f"registered config m1 · temperature 0.7 in {project}"
     assert registry.refresh(project) == f"2 configs, 0 experiments in {project}"
     labels = [text for text, _ in registry.config_options()]
     assert labels == ["m1 · temperature 0", "m1 · temperature 0.7"]
     ids = [ident for _, ident in registry.config_options()]
-    experiment_id = registry.create_experiment(ids, "")
-    registry.refresh(project)
+    assert registry.create_experiment(ids, "") == \
+        f"created experiment m1 · temperature 0 vs m1 · temperature 0.7 in {project}"
+    experiment_id = registry.created
     assert registry.experiment_options() == [
         ("m1 · temperature 0 vs m1 · temperature 0.7 (2 configs: m1 · temperature 0 / m1 · temperature 0.7)",
          experiment_id)]

@@ -6,6 +6,7 @@ Run will do, progress and status wording, the failed-rows filter), so each is te
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hl_notebook.pool import Run
 from hl_notebook.spec import PARAMETERS, ChatSpec
 from hl_notebook.widget import render
 from hl_notebook.widget.state import (LiveRun, PanelState, comparison_labels, distinct_labels, duration, explain,
-                                      failed_badge, label, last_hlchat_cell, outcome, parameter_problem,
+                                      failed_badge, label, last_hlchat_cell, load_messages, outcome, parameter_problem,
                                       progress_text, provider_choices, shown_value, with_run)
 
 WIDGET_DIR = Path(__file__).resolve().parents[1] / "hl_notebook" / "widget"
@@ -41,6 +42,29 @@ def test_last_hlchat_cell_reads_the_raw_history():
     assert last_hlchat_cell(["  %%hlchat\nuser: indented"]) == "user: indented"
     assert last_hlchat_cell(["%%hlchat --model m"]) == ""
     assert last_hlchat_cell(["x = 1", "%%hlchat_judge df\nuser: j"]) is None
+
+
+def test_load_messages_from_a_variable_or_the_last_cell():
+    namespace = {"prompt": "user: hi", "chat": [{"role": "user", "content": "x"}]}
+    assert load_messages(" prompt ", namespace, []) == ("user: hi", "loaded the messages from prompt")
+    text, _ = load_messages("chat", namespace, [])
+    assert json.loads(text) == namespace["chat"]
+    assert load_messages("", namespace, ["%%hlchat\nuser: cell"]) == \
+        ("user: cell", "loaded the messages of the last %%hlchat cell")
+    with pytest.raises(HLUsageError, match="^Load from: 'nope' is not defined in the notebook$"):
+        load_messages("nope", namespace, [])
+    with pytest.raises(HLUsageError, match="no %%hlchat cell has run yet"):
+        load_messages("", namespace, ["x = 1"])
+
+
+def test_save_as_checks_the_name_and_that_there_are_rows():
+    state, namespace = PanelState(), {}
+    with pytest.raises(HLUsageError, match="^Save as: 'not valid' is not a valid variable name$"):
+        state.save_as("not valid", namespace)
+    with pytest.raises(HLUsageError, match="nothing to save yet"):
+        state.save_as("rows", namespace)
+    state.add_rows(pd.DataFrame({"run": [1], "error": [None]}))
+    assert state.save_as(" rows ", namespace) == "saved 1 rows as rows" and namespace["rows"] is state.result
 
 
 # -- wording (14.5, 14.9, 14.11) --------------------------------------------------------------------------
@@ -75,9 +99,9 @@ def test_labels_and_sections():
     state = PanelState()
     assert state.sections() == ("parameters",)
     state.endpoint = "experiment"
-    assert {"experiment", "new_experiment", "registry"} <= set(state.sections())
+    assert state.sections() == ("experiment", "new_experiment")
     state.endpoint = "deployed"
-    assert {"environment", "deploy", "registry"} <= set(state.sections())
+    assert state.sections() == ("environment", "deploy")
 
 
 def test_values_out_of_range_are_reported_never_clamped():
@@ -134,7 +158,7 @@ def test_run_label_and_comparison_entries():
     state.parameters["model"] = "b"
     state.add_to_comparison()
     state.parameters["temperature"] = 0.7
-    state.add_to_comparison()
+    assert state.add_to_comparison() == "comparing 3: Run 3 configs sweeps them all"
     assert state.run_label() == "Run 3 configs"
     assert len(state.specs({})) == 3
     assert comparison_labels(state.comparison) == ["/chat · a · temperature 0", "/chat · b · temperature 0",
@@ -187,12 +211,12 @@ def failed(call: int, error=None) -> CallResult:
 def test_outcome_after_stop_is_not_an_error_and_failures_are():
     cancelled = HLCancelled("cancelled before it finished (interrupted); retry(df) runs it")
     stopped = Run([ok(0), ok(1), failed(2, cancelled)], 3, interrupted=True)
-    text, tone = outcome(stopped, True, 2.0)
-    assert (text, tone) == ("2 ok, 0 failed, 1 cancelled (stopped) · 2.0 s", "ok")
-    text, tone = outcome(Run([ok(0), failed(1)], 2), False, 1.0)
-    assert (text, tone) == ("1 ok, 1 failed · 1.0 s", "error")
-    text, tone = outcome(Run([failed(0)], 1), False, 1.0)
-    assert (text, tone) == ("POST /chat returned 404: gone", "error")  # no class name
+    text, tone = outcome(stopped, 4, True, 2.0)
+    assert (text, tone) == ("run 4: 2 ok, 0 failed, 1 cancelled (stopped) · 2.0 s", "ok")
+    text, tone = outcome(Run([ok(0), failed(1)], 2), 1, False, 1.0)
+    assert (text, tone) == ("run 1: 1 ok, 1 failed · 1.0 s", "error")
+    text, tone = outcome(Run([failed(0)], 1), 2, False, 1.0)
+    assert (text, tone) == ("run 2: POST /chat returned 404: gone", "error")  # no class name
     assert failed_badge(3, False) == "3 failed — show" and failed_badge(3, True) == "3 failed — show all"
     assert failed_badge(0, False) == ""
 
@@ -222,6 +246,10 @@ def test_live_run_tracks_progress_rows_and_streams():
     live.delta(1, 0, "x")
     assert [caption for caption, _ in live.stream_sections()] == ["call 0 · sample 0", "call 0 · sample 1",
                                                                    "call 1 · sample 0"]
+    live.finish()
+    clock.now += 5.0
+    live.finish()
+    assert live.elapsed == 1.0  # stops when the run ends, for the progress text and the status alike
     single = LiveRun(1, 1, clock=clock)
     single.delta(0, 0, "only")
     assert single.stream_sections() == [("", "only")]
@@ -236,13 +264,14 @@ def test_rows_accumulate_with_run_numbers_and_filter_failed():
     state.add_rows(with_run(to_frame([ok(0), failed(1)]), live.number))
     live = state.start_run(1)
     running = with_run(to_frame([ok(0)]), live.number)
-    assert state.rows(running)["run"].tolist() == [1, 1, 2]
+    assert state.rows(running)["run"].tolist() == [2, 1, 1]  # the newest run on top
+    assert state.rows(running)["call"].tolist() == [0, 0, 1]
     assert state.failed_rows(running) == 1
     state.failed_only = True
     assert state.rows(running)["call"].tolist() == [1]
     assert len(state.rows(running, filtered=False)) == 3
     state.add_rows(running)
-    assert state.can_save and state.result["run"].tolist() == [1, 1, 2]
+    assert state.can_save and state.result["run"].tolist() == [1, 1, 2]  # the frame keeps the declared order
     state.clear_results()
     assert state.result is None and not state.failed_only
 
@@ -275,8 +304,8 @@ def test_table_keeps_header_and_cell_alignment_and_error_next_to_output():
     assert names[names.index("output") + 1] == "error"
     assert names[0] == "run"
     first_row = re.search(r"<tbody><tr[^>]*>(.*?)</tr>", html).group(1)
-    cells = re.findall(r"<td( class=\"hl-num\")?>", first_row)
-    assert [bool(a) for a, _ in headers] == [bool(c) for c in cells]
+    cells = re.findall(r"<td( class=\"hl-\w+\")?>", first_row)
+    assert [bool(a) for a, _ in headers] == [c == ' class="hl-num"' for c in cells]
     assert "text-align: right" not in html and "&lt;NA&gt;" not in html and "nan" not in html.lower().split("hl-")[0]
     assert "hl-failed" in html and "gone" in html
     assert render.table_html(None) == "" and render.status_html("") == ""

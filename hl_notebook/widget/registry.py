@@ -37,6 +37,7 @@ class Registry:
     configs: list[dict[str, Any]] = field(default_factory=list)  # manage.list_configs rows
     experiments: list[dict[str, Any]] = field(default_factory=list)  # {"id", "name", "config_ids"}
     deployments: list[dict[str, Any]] = field(default_factory=list)  # manage.deploy rows
+    created: str = ""  # the id of the experiment created last
 
     def refresh(self, project: str) -> str:
         """Reload the project's configs and experiments; returns the status line."""
@@ -80,9 +81,12 @@ class Registry:
     def deployment_lines(self) -> list[str]:
         """``production → config m1 · temperature 0`` per environment, after a deploy."""
         names = self.config_names()
-        return [f"{d['environment_name']} → " + (f"experiment {d['experiment_name']}" if d.get("experiment_id")
-                                                 else f"config {names.get(d['model_config_id'], d['model_config_name'])}")
-                for d in self.deployments]
+        def target(d: dict[str, Any]) -> str:
+            if d.get("experiment_id"):
+                return f"experiment {d['experiment_name']}"
+            return f"config {names.get(d['model_config_id'], d['model_config_name'])}"
+
+        return [f"{d['environment_name']} → {target(d)}" for d in self.deployments]
 
     @staticmethod
     def suggested_name(labels: Sequence[str]) -> str:
@@ -91,19 +95,24 @@ class Registry:
 
     # -- changes -----------------------------------------------------------------------------------
     def register(self, config: Mapping[str, Any]) -> str:
-        """Register an inline config (the /chat controls) in the project; returns its id."""
+        """Register an inline config (the /chat controls) in the project and reload; returns the status line."""
         config = dict(config)
         model = config.pop("model", None)
         if not model:
             raise HLUsageError("Register config needs a model: fill in Model")
-        return manage.register_config(model, project=self.project, **config)
+        config_id = manage.register_config(model, project=self.project, **config)
+        self.refresh(self.project)
+        return f"registered config {self.config_names().get(config_id, config_id)} in {self.project}"
 
     def create_experiment(self, config_ids: Sequence[str], name: str) -> str:
+        """Create an experiment over ``config_ids`` and reload; its id is then ``created``. Returns the status line."""
         if len(config_ids) < 1:
             raise HLUsageError("New experiment needs configs: select one or more (Refresh lists them)")
         names = self.config_names()
         name = name.strip() or self.suggested_name([names.get(c, c) for c in config_ids])
-        return manage.create_experiment(list(config_ids), name=name, project=self.project)
+        self.created = manage.create_experiment(list(config_ids), name=name, project=self.project)
+        self.refresh(self.project)
+        return f"created experiment {name} in {self.project}"
 
     def deploy(self, target: str, environment: str) -> str:
         """Deploy ``config:<id>`` or ``experiment:<id>`` to ``environment`` (blank: the default one)."""

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     import pandas as pd
 
-# the table's columns in order (error next to the output); one of the token columns is shown
-TABLE_COLUMNS = ["run", "call", "sample", "endpoint", "model", "temperature", "inputs", "output", "error",
+# the table's columns in order: what was asked and answered first (on a laptop the rest scrolls
+# sideways), the error next to the output; one of the token columns is shown
+TABLE_COLUMNS = ["run", "call", "sample", "model", "inputs", "output", "error", "endpoint", "temperature",
                  "finish_reason", "tokens", "latency_s"]
 TOKEN_SOURCES = ("call_total_tokens", "total_tokens")  # the frame's per-call total, by whichever name it has
 NUMERIC = {"run", "call", "sample", "temperature", "tokens", "latency_s"}
+TEXT = {"output", "error"}  # long text wraps; the other columns stay on one line
 
 STYLE = """<style>
 .hl-panel-text{color:var(--jp-ui-font-color1);font-family:var(--jp-ui-font-family);font-size:var(--jp-ui-font-size1)}
@@ -26,14 +28,17 @@ STYLE = """<style>
 .hl-status{color:var(--jp-ui-font-color1);padding:2px 6px;border-left:3px solid transparent;white-space:pre-wrap}
 .hl-status.hl-error{border-left-color:var(--jp-error-color1)}
 .hl-status.hl-ok{border-left-color:var(--jp-success-color1)}
-.hl-hint{color:var(--jp-ui-font-color1);border-left:3px solid var(--jp-warn-color1);padding:0 6px;font-size:var(--jp-ui-font-size0)}
+.hl-hint{color:var(--jp-ui-font-color1);border-left:3px solid var(--jp-warn-color1);padding:0 6px;
+ font-size:var(--jp-ui-font-size0)}
 .hl-results{border-collapse:collapse;font-size:var(--jp-ui-font-size1);width:100%;color:var(--jp-ui-font-color1)}
 .hl-results th,.hl-results td{border-bottom:1px solid var(--jp-border-color2);padding:3px 6px;vertical-align:top;
- text-align:left;white-space:pre-wrap}
+ text-align:left;white-space:nowrap;line-height:1.4}
+.hl-results td.hl-text{white-space:pre-wrap;min-width:16em;max-width:40em}
 .hl-results th{background:var(--jp-layout-color2);color:var(--jp-ui-font-color1);position:sticky;top:0;font-weight:600}
 .hl-results .hl-num{text-align:right;white-space:nowrap}
 .hl-results tr.hl-failed td{background:var(--jp-layout-color1)}
-.hl-scroll{max-height:420px;overflow:auto}
+.hl-scroll{max-height:420px;max-width:100%;overflow:auto}
+.hl-wide,.hl-wide>.widget-html-content{min-width:0;max-width:100%}
 .hl-stream{border:1px solid var(--jp-border-color2);margin:2px 0;padding:2px 6px;color:var(--jp-ui-font-color1)}
 .hl-stream b{color:var(--jp-ui-font-color2);font-weight:600}
 .hl-stream pre{margin:0;white-space:pre-wrap;color:var(--jp-ui-font-color1);font-family:var(--jp-code-font-family)}
@@ -41,7 +46,8 @@ STYLE = """<style>
 
 
 def title_html(title: str, subtitle: str) -> str:
-    return f'{STYLE}<div class="hl-title">{html.escape(title)}</div><div class="hl-subtitle">{html.escape(subtitle)}</div>'
+    return (f'{STYLE}<div class="hl-title">{html.escape(title)}</div>'
+            f'<div class="hl-subtitle">{html.escape(subtitle)}</div>')
 
 
 def status_html(text: str, tone: str = "") -> str:
@@ -98,13 +104,15 @@ def table_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[object]], numeric: set[str] = frozenset(),
-           failed: Sequence[bool] = ()) -> str:
-    """A table in the panel's style; a numeric column is right-aligned in its header and its cells alike."""
+           failed: Sequence[bool] = (), text: set[str] = frozenset()) -> str:
+    """A table in the panel's style; a numeric column is right-aligned in its header and its cells
+    alike; ``text`` columns wrap (the box scrolls sideways rather than squeeze them)."""
     align = {c: ' class="hl-num"' if c in numeric else "" for c in columns}
+    kind = {c: ' class="hl-text"' if c in text else align[c] for c in columns}
     head = "".join(f"<th{align[c]}>{html.escape(c)}</th>" for c in columns)
     marks = list(failed) or [False] * len(rows)
     body = "".join(f'<tr{" class=hl-failed" if bad else ""}>'
-                   + "".join(f"<td{align[c]}>{html.escape(_cell(v))}</td>" for c, v in zip(columns, row)) + "</tr>"
+                   + "".join(f"<td{kind[c]}>{html.escape(_cell(v))}</td>" for c, v in zip(columns, row)) + "</tr>"
                    for row, bad in zip(rows, marks))
     return (f'<div class="hl-scroll"><table class="hl-results"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
@@ -117,7 +125,7 @@ def table_html(frame: "pd.DataFrame | None") -> str:
         return ""
     rows = list(table_frame(frame).itertuples(index=False, name=None))
     failed = frame["error"].notna().tolist() if "error" in frame.columns else []
-    return _table(TABLE_COLUMNS, rows, NUMERIC, failed)
+    return _table(TABLE_COLUMNS, rows, NUMERIC, failed, TEXT)
 
 
 def frame_html(frame: "pd.DataFrame | None", note: str = "") -> str:
@@ -129,4 +137,5 @@ def frame_html(frame: "pd.DataFrame | None", note: str = "") -> str:
 
     flat = pd.DataFrame(frame).reset_index()
     columns = [" | ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in flat.columns]
-    return _table(columns, list(flat.itertuples(index=False, name=None)))
+    values = columns[len(flat.columns) - len(frame.columns):]  # after the index: the text wraps
+    return _table(columns, list(flat.itertuples(index=False, name=None)), text=set(values))

@@ -31,9 +31,8 @@ ENDPOINT_LABELS = {"chat": "/chat (inline config)", "model-config": "/chat-model
 DEFAULT_PARAMETERS = {"model": "demo-model", "provider": "mock", "temperature": 0.7, "top_p": 1.0,
                       "presence_penalty": 0.0, "frequency_penalty": 0.0}
 # which groups of controls apply to each endpoint (the view maps each group to its box)
-SECTIONS = {"chat": ("parameters",), "model-config": ("config", "registry"),
-            "experiment": ("experiment", "new_experiment", "registry"),
-            "deployed": ("environment", "deploy", "registry")}
+SECTIONS = {"chat": ("parameters",), "model-config": ("config",), "experiment": ("experiment", "new_experiment"),
+            "deployed": ("environment", "deploy")}
 # the control that sets each magic option, for errors worded in the panel's terms
 OTHER_LABELS = {"inputs": "Inputs", "num_samples": "Samples", "concurrency": "Concurrency", "project": "Project",
                 "model_config_id": "Config", "experiment_id": "Experiment", "environment": "Environment"}
@@ -114,6 +113,34 @@ def last_hlchat_cell(history: Sequence[str]) -> str | None:
     return None
 
 
+def load_messages(name: str, namespace: Mapping[str, Any], history: Sequence[str]) -> tuple[str, str]:
+    """Messages text for Load, and the status line: from the variable ``name`` (cell text, or a
+    list of messages shown as JSON), else, with ``name`` blank, from the last ``%%hlchat`` cell.
+
+    Raises:
+        HLUsageError: the variable is not defined, or no ``%%hlchat`` cell has run.
+    """
+    import json
+
+    name = name.strip()
+    if name:
+        if name not in namespace:
+            raise HLUsageError(f"Load from: {name!r} is not defined in the notebook")
+        value = namespace[name]
+        return (value if isinstance(value, str) else json.dumps(value, indent=1)), f"loaded the messages from {name}"
+    body = last_hlchat_cell(history)
+    if body is None:
+        raise HLUsageError("no %%hlchat cell has run yet: run one, or give a variable in Load from")
+    return body, "loaded the messages of the last %%hlchat cell"
+
+
+def run_started(number: int, calls: int) -> str:
+    return f"run {number}: {calls} call{'s' if calls != 1 else ''}…"
+
+
+STOPPING = "stopping: pending calls cancelled, finished rows kept"
+
+
 # -- readable labels -------------------------------------------------------------------------------
 def _value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -189,16 +216,16 @@ def progress_text(done: int, total: int, elapsed: float) -> str:
     return text
 
 
-def outcome(run: "Run", stopped: bool, elapsed: float) -> tuple[str, str]:
-    """The status line after a run and its tone ("ok" or "error"). A run stopped on purpose is not
-    an error: only failed calls are."""
+def outcome(run: "Run", number: int, stopped: bool, elapsed: float) -> tuple[str, str]:
+    """The status line after run ``number`` and its tone ("ok" or "error"). A run stopped on
+    purpose is not an error: only failed calls are."""
     problem = run.fatal
     if problem is None and run.total == 1 and run.failed:
         problem = run.failed[0].error
     if problem is not None:
-        return explain(problem), "error"
+        return f"run {number}: {explain(problem)}", "error"
     failed, cancelled = len(run.failed), run.cancelled
-    text = f"{len(run.results) - failed - cancelled} ok, {failed} failed"
+    text = f"run {number}: {len(run.results) - failed - cancelled} ok, {failed} failed"
     if cancelled:
         text += f", {cancelled} cancelled" + (" (stopped)" if stopped else "")
     return f"{text} · {duration(elapsed)}", "error" if failed else "ok"
@@ -223,6 +250,7 @@ class LiveRun:
         self.started = clock()
         self.results: dict[int, "CallResult"] = {}
         self.streams: dict[tuple[int, int], str] = {}
+        self.ended: float | None = None
         self._lock = threading.Lock()
         self._drawn_at: float | None = None
 
@@ -240,7 +268,12 @@ class LiveRun:
 
     @property
     def elapsed(self) -> float:
-        return self.clock() - self.started
+        return (self.ended if self.ended is not None else self.clock()) - self.started
+
+    def finish(self) -> None:
+        """The run ended: the elapsed time stops here (progress and status then agree)."""
+        if self.ended is None:
+            self.ended = self.clock()
 
     def progress(self) -> str:
         return progress_text(self.done, self.total, self.elapsed)
@@ -351,11 +384,12 @@ class PanelState:
             return {"experiment_id": self.experiment_id}
         return {"environment": self.environment} if self.environment else {}
 
-    def add_to_comparison(self) -> dict[str, Any]:
+    def add_to_comparison(self) -> str:
+        """Add what the controls select (once); returns the status line."""
         entry = {"endpoint": self.endpoint, **self.current_selector()}
         if entry not in self.comparison:
             self.comparison.append(entry)
-        return entry
+        return f"comparing {len(self.comparison)}: {self.run_label()} sweeps them all"
 
     def remove_from_comparison(self, index: int) -> None:
         if 0 <= index < len(self.comparison):
@@ -420,11 +454,12 @@ class PanelState:
         return 0 if frame is None else int(frame["error"].notna().sum())
 
     def rows(self, extra: "pd.DataFrame | None" = None, filtered: bool = True) -> "pd.DataFrame | None":
-        """The rows the table shows: results so far plus ``extra`` (a run in progress), only the
-        failed ones when the filter is on."""
+        """The rows the table shows: the newest run first (``extra``, a run in progress, on top), each
+        run in its declared order; only the failed ones when the filter is on."""
         import pandas as pd
 
-        frames = [f for f in (self.result, extra) if f is not None and len(f)]
+        runs = [] if self.result is None else [run for _, run in self.result.groupby("run", sort=False)][::-1]
+        frames = [f for f in [extra, *runs] if f is not None and len(f)]
         if not frames:
             return None
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -433,3 +468,17 @@ class PanelState:
     @property
     def can_save(self) -> bool:
         return self.result is not None and len(self.result) > 0
+
+    def save_as(self, name: str, namespace: dict[str, Any]) -> str:
+        """Assign the rows to the notebook variable ``name``; returns the status line.
+
+        Raises:
+            HLUsageError: ``name`` is not a variable name, or there are no rows yet.
+        """
+        name = name.strip()
+        if not name.isidentifier():
+            raise HLUsageError(f"Save as: {name!r} is not a valid variable name")
+        if not self.can_save:
+            raise HLUsageError("nothing to save yet: click Run first")
+        namespace[name] = self.result
+        return f"saved {len(self.result)} rows as {name}"

@@ -18,15 +18,15 @@ from ..errors import HLError, HLUsageError
 from ..spec import PARAMETERS, Parameter
 from .registry import Registry, server_providers
 from .render import frame_html, hint_html, status_html, stream_html, table_html, title_html
-from .state import (ENDPOINT_LABELS, LiveRun, PanelState, comparison_labels, explain, failed_badge, label,
-                    last_hlchat_cell, outcome, parameter_problem, shown_value, with_run)
+from .state import (ENDPOINT_LABELS, STOPPING, LiveRun, PanelState, comparison_labels, explain, failed_badge, label,
+                    load_messages, outcome, parameter_problem, run_started, shown_value, with_run)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _CONTROL_ALIASES = {"num_samples": "samples", "model_config_id": "config_picker",
                     "experiment_id": "experiment_picker"}
-_LABEL_STYLE = {"description_width": "100px"}
+_LABEL_STYLE = {"description_width": "130px"}  # "Frequency penalty" in full
 TITLE = ("Chat panel", "%%hlchat with controls: pick an endpoint, edit the messages, click Run.")
 
 
@@ -79,14 +79,17 @@ class ChatPanel(w.VBox):
         self._messages = w.Textarea(style=_LABEL_STYLE, value=s.messages_text, description="Messages", rows=6,
                                     layout=w.Layout(width="98%"), placeholder="system: …\nuser: …")
         self._load_name = w.Text(style=_LABEL_STYLE, description="Load from",
-                                 placeholder="variable (blank: last %%hlchat cell)")
+                                 placeholder="blank: last %%hlchat cell")
         self._load = w.Button(description="Load", icon="download")
         self._messages_box = w.VBox([self._messages, _row(self._load_name, self._load)])
         self._inputs = w.Text(style=_LABEL_STYLE, value=s.inputs_variable, description=label("inputs"),
                               placeholder="variable (optional)")
-        self._samples = w.IntText(style=_LABEL_STYLE, value=s.num_samples, description=label("num_samples"))
+        # continuous_update: the typed number reaches the kernel at once, not only when the field loses focus
+        self._samples = w.IntText(style=_LABEL_STYLE, value=s.num_samples, description=label("num_samples"),
+                                  continuous_update=True)
         self._stream = w.Checkbox(value=s.stream, description="Stream", indent=False, layout=w.Layout(width="auto"))
-        self._concurrency = w.IntText(style=_LABEL_STYLE, value=s.concurrency, description=label("concurrency"))
+        self._concurrency = w.IntText(style=_LABEL_STYLE, value=s.concurrency, description=label("concurrency"),
+                                      continuous_update=True)
         self._options_box = _row(self._inputs, self._samples, self._concurrency, self._stream)
         self._add = w.Button(description="Add to comparison", icon="plus", layout=w.Layout(width="auto"))
         self._clear = w.Button(description="Clear comparison", icon="times", layout=w.Layout(width="auto"))
@@ -110,24 +113,27 @@ class ChatPanel(w.VBox):
     def _build_registry(self) -> None:
         """Registered configs, experiments and deployments: pick, create, deploy."""
         s = self.state
-        self._refresh = w.Button(description="Refresh", icon="refresh", tooltip="list the project's configs and experiments")
-        self._config_picker = w.Dropdown(style=_LABEL_STYLE, options=[], description="Config")
-        self._experiment_picker = w.Dropdown(style=_LABEL_STYLE, options=[], description="Experiment")
+        self._refresh = w.Button(description="Refresh", icon="refresh",
+                                 tooltip="list the project's configs and experiments")
+        def wide() -> dict[str, Any]:  # their labels are long
+            return {"style": _LABEL_STYLE, "layout": w.Layout(width="98%", max_width="640px")}
+
+        self._config_picker = w.Dropdown(options=[], description="Config", **wide())
+        self._experiment_picker = w.Dropdown(options=[], description="Experiment", **wide())
         self._environment = w.Text(style=_LABEL_STYLE, value=s.environment, description="Environment",
                                    placeholder="default environment")
-        self._experiment_configs = w.SelectMultiple(style=_LABEL_STYLE, options=[], rows=3, description="Configs")
-        self._experiment_name = w.Text(style=_LABEL_STYLE, description="Name", placeholder="configs' labels")
+        self._experiment_configs = w.SelectMultiple(options=[], rows=4, description="Configs", **wide())
+        self._experiment_name = w.Text(style=_LABEL_STYLE, description="Name", placeholder="blank: the configs' labels")
         self._create_experiment = w.Button(description="Create experiment", icon="flask", layout=w.Layout(width="auto"))
-        self._deploy_target = w.Dropdown(style=_LABEL_STYLE, options=[], description="Deploy")
+        self._deploy_target = w.Dropdown(options=[], description="Deploy", **wide())
         self._deploy = w.Button(description="Deploy to environment", icon="rocket", layout=w.Layout(width="auto"))
         self._deployments = w.HTML()
-        self._sections = {
-            "registry": _row(self._refresh),
-            "config": _row(self._config_picker),
-            "experiment": _row(self._experiment_picker),
+        self._sections = {  # Refresh sits beside each picker; one section with it shows at a time
+            "config": _row(self._config_picker, self._refresh),
+            "experiment": _row(self._experiment_picker, self._refresh),
             "new_experiment": _row(self._experiment_configs, self._experiment_name, self._create_experiment),
             "environment": _row(self._environment),
-            "deploy": w.VBox([_row(self._deploy_target, self._deploy), self._deployments]),
+            "deploy": w.VBox([_row(self._deploy_target, self._refresh), _row(self._deploy), self._deployments]),
             "parameters": self._chat_box,
         }
         self._selector_box = w.VBox([])
@@ -140,14 +146,18 @@ class ChatPanel(w.VBox):
         self._actions = _row(self._run, self._stop_button, self._clear_results)
         self._progress = w.IntProgress(value=0, min=0, max=1)
         self._progress_text = w.HTML()
+        self._progress_text.add_class("hl-progress")
         self._progress_box = _row(self._progress, self._progress_text)
         self._status = w.HTML()
+        self._status.add_class("hl-status-line")
         self._failed_toggle = w.Button(layout=w.Layout(width="auto"), tooltip="show only the failed rows, or all")
         self._status_box = _row(self._status, self._failed_toggle)
-        self._streams = w.HTML(layout=w.Layout(width="98%"))
-        self._table = w.HTML()
-        self._compare_view = w.HTML()
-        self._summary_view = w.HTML()
+        # wide HTML: its own box scrolls sideways instead of pushing the panel past the window's edge
+        self._streams, self._table, self._compare_view, self._summary_view = (
+            w.HTML(layout=w.Layout(width="98%")) for _ in range(4))
+        for view in (self._streams, self._table, self._compare_view, self._summary_view):
+            view.add_class("hl-wide")
+        self._table.add_class("hl-rows")
         self._tabs = w.Tab(children=[self._table, self._compare_view, self._summary_view],
                            titles=["Rows", "Compare", "Summary"], layout=w.Layout(width="98%"))
         self._save_name = w.Text(style=_LABEL_STYLE, description="Save as", placeholder="variable name")
@@ -240,27 +250,23 @@ class ChatPanel(w.VBox):
     def _on_register_click(self, _: Any = None) -> None:
         self.sync_state()
         try:
-            config_id = self.registry.register(self.state.current_config())
-            self.registry.refresh(self.state.project_name())
+            text = self.registry.register(self.state.current_config())
         except HLError as exc:
             self._fail(exc)
             return
         self._fill_registry()
-        self._say(f"registered config {self.registry.config_names().get(config_id, config_id)} "
-                  f"in {self.registry.project}")
+        self._say(text, "ok")
 
     def _on_create_experiment_click(self, _: Any = None) -> None:
         self.sync_state()
         try:
-            experiment_id = self.registry.create_experiment(list(self._experiment_configs.value),
-                                                            self._experiment_name.value)
-            self.registry.refresh(self.state.project_name())
+            text = self.registry.create_experiment(list(self._experiment_configs.value), self._experiment_name.value)
         except HLError as exc:
             self._fail(exc)
             return
         self._fill_registry()
-        self._experiment_picker.value = experiment_id
-        self._say(f"created experiment {self.registry.experiment_names()[experiment_id]} in {self.registry.project}")
+        self._experiment_picker.value = self.registry.created
+        self._say(text, "ok")
 
     def _on_deploy_click(self, _: Any = None) -> None:
         self.sync_state()
@@ -273,36 +279,23 @@ class ChatPanel(w.VBox):
         self._say(text, "ok")
 
     def _on_load_click(self, _: Any = None) -> None:
-        """Load messages from a variable (cell text or a list of messages) or the last %%hlchat cell."""
-        import json
-
-        name = self._load_name.value.strip()
-        if name:
-            namespace = self._namespace()
-            if name not in namespace:
-                self._say(f"Load from: {name!r} is not defined in the notebook", "error")
-                return
-            value = namespace[name]
-            self._messages.value = value if isinstance(value, str) else json.dumps(value, indent=1)
-            self._say(f"loaded the messages from {name}")
-            return
         history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None) or []
-        body = last_hlchat_cell(history)
-        if body is None:
-            self._say("no %%hlchat cell has run yet: run one, or give a variable in Load from", "error")
+        try:
+            self._messages.value, text = load_messages(self._load_name.value, self._namespace(), history)
+        except HLError as exc:
+            self._fail(exc)
             return
-        self._messages.value = body
-        self._say("loaded the messages of the last %%hlchat cell")
+        self._say(text)
 
     # -- handlers: comparison ----------------------------------------------------------------------
     def _on_add_click(self, _: Any = None) -> None:
         try:
-            self.sync_state().add_to_comparison()
+            text = self.sync_state().add_to_comparison()
         except HLError as exc:
             self._fail(exc)
             return
         self._draw_comparison()
-        self._say(f"comparing {len(self.state.comparison)}: Run sweeps them all")
+        self._say(text)
 
     def _on_clear_click(self, _: Any = None) -> None:
         self.state.comparison.clear()
@@ -345,30 +338,37 @@ class ChatPanel(w.VBox):
         _hidden(self._progress_box, False)
         self._streams.value = ""
         _hidden(self._streams, not self.state.stream)
-        self._say(f"run {live.number}: {len(specs)} call{'s' if len(specs) > 1 else ''}…")
+        self._say(run_started(live.number, len(specs)))
         self._thread = threading.Thread(target=self._run_in_background, args=(specs, connection, live), daemon=True,
                                         name="hl_notebook-panel")
         self._thread.start()
 
     def _run_in_background(self, specs: list, connection: Any, live: LiveRun) -> None:
+        """Run, then show the rows, the analysis, and last the status line and the enabled Run
+        button (so whoever waits for them sees the finished table)."""
         from ..pool import run_specs
 
+        text, tone = f"run {live.number}: ended without a result", "error"
         try:
             run = run_specs(specs, connection=connection, concurrency=self.state.concurrency, progress=False,
                             on_delta=self._on_delta, stop=self._stopping, on_result=self._on_result)
             self._live = None
+            live.finish()
             self.state.add_rows(with_run(run.frame, live.number))
-            self._say(*outcome(run, self._stopped_by_user, live.elapsed))
             self._draw_analysis()
+            text, tone = outcome(run, live.number, self._stopped_by_user, live.elapsed)
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never lost in a thread
-            self._say(explain(exc) if isinstance(exc, HLError) else f"{type(exc).__name__}: {exc}", "error")
+            problem = explain(exc) if isinstance(exc, HLError) else f"{type(exc).__name__}: {exc}"
+            text = f"run {live.number}: {problem}"
             if not isinstance(exc, HLError) and self.shell is not None:
                 self.shell.showtraceback()
         finally:
             self._live = None
+            live.finish()
             self._progress_text.value = status_html(live.progress())
             self._streams.value = stream_html(live.stream_sections())
             self._draw_results()
+            self._say(text, tone)
             self._run.disabled, self._stop_button.disabled = False, True
 
     def _on_delta(self, call: int, sample: int, delta: str) -> None:
@@ -393,7 +393,7 @@ class ChatPanel(w.VBox):
     def _on_stop_click(self, _: Any = None) -> None:
         self._stopped_by_user = True
         self._stopping.set()
-        self._say("stopping: pending calls cancelled, finished rows kept")
+        self._say(STOPPING)
 
     # -- handlers: results -------------------------------------------------------------------------
     def _draw_results(self, running: "pd.DataFrame | None" = None) -> None:
@@ -430,15 +430,10 @@ class ChatPanel(w.VBox):
         self._draw_results()
 
     def _on_save_click(self, _: Any = None) -> None:
-        name = self._save_name.value.strip()
-        if not name.isidentifier():
-            self._say(f"Save as: {name!r} is not a valid variable name", "error")
-            return
-        if not self.state.can_save:
-            self._say("nothing to save yet: click Run first", "error")
-            return
-        self._namespace()[name] = self.state.result
-        self._say(f"saved {len(self.state.result)} rows as {name}", "ok")
+        try:
+            self._say(self.state.save_as(self._save_name.value, self._namespace()), "ok")
+        except HLError as exc:
+            self._fail(exc)
 
     # -- scripting ---------------------------------------------------------------------------------
     def set(self, **values: Any) -> "ChatPanel":

@@ -18,7 +18,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -117,25 +119,27 @@ class Lab:
             process.wait(10)
 
 
-@pytest.fixture
-def lab(tmp_path: Path):
-    """JupyterLab on a temp copy of notebooks/, stopped by PID at the end (also on failure)."""
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    """JupyterLab (which also serves Notebook 7 at /notebooks/) on a temp copy of notebooks/, shared by
+    the tests of a module (starting it is the slow part), stopped by PID at the end (also on failure)."""
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
         pytest.fail("jupyterlab is not installed in this environment: pip install jupyterlab", pytrace=False)
-    root = tmp_path / "notebooks"
+    work = tmp_path_factory.mktemp("lab")
+    root = work / "notebooks"
     shutil.copytree(ROOT / "notebooks", root)
-    server = Lab(root, tmp_path)
+    server = Lab(root, work)
     try:
         yield server.start()
     finally:
         server.stop()
 
 
-@pytest.fixture
-def page():
-    """A fresh headless Chromium page (1400x1400: the panel and its table fit), closed with its browser."""
+@contextmanager
+def chromium_page(width: int, height: int) -> Iterator[Any]:
+    """A fresh headless Chromium page of this viewport, closed with its browser."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -145,8 +149,22 @@ def page():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1400})
+            context = browser.new_context(viewport={"width": width, "height": height})
             context.set_default_timeout(30_000)
             yield context.new_page()
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page():
+    """A 1400x1400 page: a whole report or panel and its table fit."""
+    with chromium_page(1400, 1400) as made:
+        yield made
+
+
+@pytest.fixture
+def laptop_page():
+    """A 1024x800 page: a small laptop screen, where nothing of the panel may be cut off."""
+    with chromium_page(1024, 800) as made:
+        yield made

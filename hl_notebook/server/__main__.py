@@ -8,8 +8,10 @@ import argparse
 import ipaddress
 import logging
 import secrets
+import signal
 import socket
 import sys
+from typing import Any
 
 from .settings import DEFAULT_DB, DEFAULT_MAX_BODY_BYTES, ServerSettings, env_api_key
 
@@ -91,7 +93,34 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
     logging.basicConfig(level=logging.INFO)
     print(f"hl_notebook server at http://{shown}:{port}{API_PREFIX}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class QuietServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if self.force_exit:  # a second Ctrl-C cancels the requests still running: no tracebacks for that
+                logging.getLogger("uvicorn.error").disabled = True
+
+    return _serve(QuietServer(config), sock)
+
+
+def _serve(server: Any, sock: socket.socket) -> int:
+    """Serve until stopped; Ctrl-C (SIGINT) stops quietly with exit code 130 (a first Ctrl-C lets the
+    requests in progress finish, a second one stops at once).
+
+    uvicorn shuts down gracefully on SIGINT, then raises the signal again for the handler that was
+    there before it. With Python's default handler, asyncio's runner turns that into a
+    KeyboardInterrupt inside the loop: cancelled lifespan and request tasks, ~25 lines of
+    traceback. Our own handler is the one uvicorn restores, so the repeated signal is only noted.
+    """
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        print("hl_notebook server stopped", file=sys.stderr, flush=True)
+        return 130
     return 0
 
 

@@ -17,7 +17,7 @@ from .bodies import config_body, deployment_body, experiment_body, log_body, pro
 from .errors import BadRequest
 from .schemas import (DeployRequest, ExperimentCreateRequest, HTTPValidationError, ModelConfigRegisterRequest,
                       ProjectCreateRequest)
-from .store import NotFound, Store
+from .store import AlreadyExists, NotFound, Store
 
 # declaring our 422 keeps FastAPI from publishing its own HTTPValidationError over ours (schemas.py)
 router = APIRouter(dependencies=[Depends(require_api_key), Depends(check_body)],
@@ -73,9 +73,11 @@ def list_projects(request: Request, page: int = Query(0, ge=0, le=MAX_PAGE), siz
 @router.post("/projects", tags=["Projects"], status_code=201)  # the SDK declares 201 only
 def create_project(request: Request, body: ProjectCreateRequest) -> dict[str, Any]:
     store = _store(request)
-    if store.project_by_name(body.name):
-        raise BadRequest(["body", "name"], f"a project named {body.name!r} already exists")
-    return project_body(store, store.project_by_id(store.create_project(body.name)))
+    try:
+        project_id = store.create_project(body.name)
+    except AlreadyExists as exc:
+        raise BadRequest(["body", "name"], str(exc)) from None
+    return project_body(store, store.project_by_id(project_id))
 
 
 @router.get("/projects/{project_id}", tags=["Projects"])

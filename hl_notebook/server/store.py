@@ -74,6 +74,10 @@ class NotFound(Exception):
     """An id or name the store does not know; the routes answer 404 with ``str(exc)``."""
 
 
+class AlreadyExists(Exception):
+    """A name that must be new is taken; the routes answer 422 with ``str(exc)`` at the name."""
+
+
 def config_key(params: dict[str, Any]) -> str:
     """Configs are immutable and identified by their parameters (name/description excluded)."""
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
@@ -167,9 +171,18 @@ class Store:
         return db.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()[0]
 
     def create_project(self, name: str) -> str:
-        """``POST /projects``: the new project's id."""
+        """``POST /projects``: the new project's id.
+
+        Raises:
+            AlreadyExists: a project has that name. Checked and inserted in one write transaction
+                (and the name is UNIQUE), so of simultaneous creators exactly one succeeds.
+        """
         with self.write() as db:
-            return self.ensure_project(db, name)
+            if db.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
+                raise AlreadyExists(f"a project named {name!r} already exists")
+            project_id = project_id_for(name)
+            db.execute("INSERT INTO projects VALUES (?, ?, ?)", (project_id, name, time.time()))
+        return project_id
 
     def list_projects(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.read().execute("SELECT * FROM projects ORDER BY created_at, id")]

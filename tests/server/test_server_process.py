@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
 
-from tests.server.helpers import HELLO, mock_config, ok
+from tests.server.helpers import HELLO, mock_config, ok, unique
 from support import URL_LINE, ServerProcess
 
 TOO_LARGE = {"detail": "request body too large"}
@@ -231,3 +233,50 @@ def test_body_limit_on_management_routes_and_before_auth(limited):
     assert_too_large(post_raw(limited, "/projects", chunked(body)))
     assert_too_large(post_raw(limited, "/chat", body, headers={}))
 
+
+
+# -- concurrency and signals ---------------------------------------------------------------------
+def test_simultaneous_creations_of_one_project_make_one(server):
+    """20 POST /projects with one name at once: one 201, the others the usual 'already exists' 422.
+    Ten rounds, as a check-then-insert race needs several tries to show."""
+    with ThreadPoolExecutor(20) as pool:
+        for _ in range(10):
+            name = unique("race")
+            barrier = threading.Barrier(20)
+
+            def create(_: int) -> requests.Response:
+                barrier.wait(30)
+                return server.post("/projects", {"name": name})
+
+            responses = list(pool.map(create, range(20)))
+            assert sorted(r.status_code for r in responses) == [201] + [422] * 19
+            taken = {"detail": [{"loc": ["body", "name"], "msg": f"a project named {name!r} already exists",
+                                 "type": "value_error"}]}
+            assert all(r.json() == taken for r in responses if r.status_code == 422)
+            names = [p["name"] for p in ok(server.get("/projects", params={"size": 1000}))["records"]]
+            assert names.count(name) == 1
+
+
+def test_ctrl_c_stops_the_standalone_server_quietly(tmp_path: Path):
+    launched = Launched(["--port", "0", "--db", str(tmp_path / "sigint.sqlite"), "--api-key", "sigint-key"],
+                        clean_env())
+    try:
+        url = launched.wait_started()
+        headers = {"X-API-KEY": "sigint-key"}
+        body = {"model_config": mock_config(other={"mock_latency_ms": 2000}), "messages": HELLO}
+        answers: list[int] = []
+        running = threading.Thread(target=lambda: answers.append(
+            requests.post(url + "/chat", json=body, headers=headers, timeout=60).status_code))
+        running.start()
+        while requests.get(url + "/server-stats", headers=headers, timeout=60).json()["in_flight"] < 1:
+            pass
+        launched.process.send_signal(signal.SIGINT)
+        code = launched.process.wait(10)
+        running.join(60)
+    finally:
+        output = launched.stop()
+    assert answers == [200]  # the call in progress finished first
+    assert code in (0, 130)
+    after = output.split("hl_notebook server at", 1)[1].splitlines()[1:]
+    assert len(after) <= 1, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output

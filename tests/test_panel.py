@@ -189,6 +189,9 @@ def test_labels_title_providers_and_save_hidden_until_results(shell, panel):
     assert shown(panel._save_box) and shown(panel._tabs)
     assert [panel._tabs.get_title(i) for i in range(3)] == ["Rows", "Compare", "Summary"]
     assert "demo-model: hi" in panel._compare_view.value and "latency_p50_s" in panel._summary_view.value
+    run(panel)  # a second run: its calls count as calls of their own in the summary
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", panel._summary_view.value)
+    assert cells[:3] == ["demo-model", "2", "2"], cells  # model, calls, samples
 
 
 def test_progress_rows_and_failed_rows_while_and_after_a_slow_sweep(shell, tmp_path, monkeypatch, point):

@@ -163,12 +163,14 @@ def test_run_label_and_comparison_entries():
     assert len(state.specs({})) == 3
     assert comparison_labels(state.comparison) == ["/chat · a · temperature 0", "/chat · b · temperature 0",
                                                    "/chat · b · temperature 0.7"]
-    state.remove_from_comparison(1)
+    assert state.remove_from_comparison(1) == "comparing 2: Run 2 configs sweeps them all"
     assert [e["model"] for e in state.comparison] == ["a", "b"] and state.run_label() == "Run 2 configs"
     entries = [{"endpoint": "model-config", "model_config_id": "config_abc"},
                {"endpoint": "experiment", "experiment_id": "exp_1"}, {"endpoint": "deployed"}]
     assert comparison_labels(entries, {"config_abc": "m1 · temperature 0"}, {"exp_1": "ab"}) == \
         ["config m1 · temperature 0", "experiment ab", "deployed · default environment"]
+    assert state.remove_from_comparison() == "no comparison: Run calls what the controls show"
+    assert state.comparison == [] and state.run_label() == "Run"
 
 
 def test_distinct_labels_name_or_model_and_differing_parameters():
@@ -272,6 +274,8 @@ def test_rows_accumulate_with_run_numbers_and_filter_failed():
     assert len(state.rows(running, filtered=False)) == 3
     state.add_rows(running)
     assert state.can_save and state.result["run"].tolist() == [1, 1, 2]  # the frame keeps the declared order
+    assert state.result["call"].tolist() == [0, 1, 0]
+    assert state.analysis_frame()["call"].tolist() == [0, 1, 2]  # one number per call across runs
     state.clear_results()
     assert state.result is None and not state.failed_only
 

@@ -389,11 +389,20 @@ class PanelState:
         entry = {"endpoint": self.endpoint, **self.current_selector()}
         if entry not in self.comparison:
             self.comparison.append(entry)
-        return f"comparing {len(self.comparison)}: {self.run_label()} sweeps them all"
+        return self.comparison_status()
 
-    def remove_from_comparison(self, index: int) -> None:
-        if 0 <= index < len(self.comparison):
+    def remove_from_comparison(self, index: int | None = None) -> str:
+        """Remove one entry (all with ``index`` None); returns the status line."""
+        if index is None:
+            self.comparison.clear()
+        elif 0 <= index < len(self.comparison):
             del self.comparison[index]
+        return self.comparison_status()
+
+    def comparison_status(self) -> str:
+        if not self.comparison:
+            return "no comparison: Run calls what the controls show"
+        return f"comparing {len(self.comparison)}: {self.run_label()} sweeps them all"
 
     def run_label(self) -> str:
         """The Run button's caption: it says when Run will sweep the comparison list."""
@@ -464,6 +473,15 @@ class PanelState:
             return None
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         return frame[frame["error"].notna()] if filtered and self.failed_only else frame
+
+    def analysis_frame(self) -> "pd.DataFrame | None":
+        """The rows for ``compare``/``summary``: call numbers restart with every run, so each
+        (run, call) gets a number of its own (they count calls once per call)."""
+        if not self.can_save:
+            return None
+        frame = self.result.copy()
+        frame["call"] = frame.groupby(["run", "call"], sort=False).ngroup()
+        return frame
 
     @property
     def can_save(self) -> bool:

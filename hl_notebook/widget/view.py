@@ -298,11 +298,11 @@ class ChatPanel(w.VBox):
         self._say(text)
 
     def _on_clear_click(self, _: Any = None) -> None:
-        self.state.comparison.clear()
+        self._say(self.state.remove_from_comparison())
         self._draw_comparison()
 
     def _on_remove_click(self, index: int, _: Any = None) -> None:
-        self.state.remove_from_comparison(index)
+        self._say(self.state.remove_from_comparison(index))
         self._draw_comparison()
 
     def _draw_comparison(self) -> None:
@@ -410,9 +410,10 @@ class ChatPanel(w.VBox):
         from ..analysis import compare, summary
 
         views = {self._compare_view: compare, self._summary_view: summary}
+        frame = self.state.analysis_frame()
         for view, make in views.items():
             try:
-                view.value = frame_html(make(self.state.result) if self.state.can_save else None)
+                view.value = frame_html(None if frame is None else make(frame))
             except HLError as exc:
                 view.value = status_html(explain(exc))
 

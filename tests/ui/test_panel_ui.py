@@ -252,6 +252,42 @@ def test_panel_in_jupyterlab_on_a_laptop_screen(laptop_page, lab):  # page first
         assert min(light) >= 4.5 and min(dark) >= 4.5, {"light": light, "dark": dark}
         ui.shot("dark_theme", table)
 
+        # an out-of-range value is said beside its control and stops Run; nothing is clamped
+        temperature = ui.control("text", "Temperature")
+        temperature.fill("3")
+        temperature.press("Tab")
+        hint = ui.panel.locator(".hl-hint")
+        expect(hint).to_have_text("Temperature: 3.0 is out of range (0 to 2)")
+        assert ui.contrast(hint) >= 4.5
+        ui.button("Run").click()
+        expect(ui.status()).to_have_text("Temperature: 3.0 is out of range (0 to 2)")
+        expect(temperature).to_have_value("3")
+        ui.shot("out_of_range", temperature)
+        temperature.fill("0.7")
+        temperature.press("Tab")
+        expect(hint).to_have_count(0)
+
+        # the comparison list: readable entries, removable one at a time, and Run says what it sweeps
+        for model in ("cmp-a", "cmp-b"):
+            ui.control("text", "Model").fill(model)
+            ui.button("Add to comparison").click()
+        expect(ui.button("Run 2 configs")).to_be_visible()
+        entries = ui.panel.locator(".widget-html-content", has_text=re.compile(r"^\d\. /chat · "))
+        expect(entries).to_have_text(["1. /chat · cmp-a", "2. /chat · cmp-b"])
+        ui.shot("comparison", entries.first)
+        ui.panel.locator(".widget-button[title='remove /chat · cmp-a']").click()
+        expect(entries).to_have_text(["1. /chat · cmp-b"])
+        expect(ui.button("Run 1 config")).to_be_visible()
+        ui.button("Clear comparison").click()
+        expect(ui.button("Run")).to_be_visible()
+
+        # the Summary tab: hl_notebook.summary of the rows so far
+        ui.panel.locator(".lm-TabBar-tab", has_text="Summary").click()
+        summary = ui.panel.locator(".widget-html", has=page.locator("th", has_text="latency_p50_s"))
+        expect(summary).to_be_visible()
+        ui.shot("summary_tab", summary)
+        ui.panel.locator(".lm-TabBar-tab", has_text="Rows").click()
+
         # an experiment made and run without code: register two configs, select them, create, run
         ui.control("text", "Inputs").fill("")
         ui.control("textarea", "Messages").fill("user: Pick a colour.")

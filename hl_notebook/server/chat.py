@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -185,6 +186,19 @@ class ChatRun:
         self.stored = True
         return session_id, response
 
+    @contextmanager
+    def _failure_logged(self) -> Iterator[None]:
+        """A failure before any answer: every sample is logged with it, then it answers the request
+        (a provider error as its §8 object, anything else as our 500)."""
+        try:
+            yield
+        except ProviderError as exc:
+            self._fail(exc)
+            raise
+        except Exception as exc:  # a bug: still a logged failed call
+            self._fail(internal_error(exc))
+            raise
+
     def _fail(self, exc: ProviderError, partial: dict[int, str] | None = None) -> None:
         error = exc.detail()
         outcomes = {i: ((partial or {}).get(i), None, error) for i in range(self.body.num_samples)}
@@ -195,7 +209,7 @@ class ChatRun:
         responses: list[Any] = []
         request: dict[str, Any] | None = None
         prompt_tokens = generation_tokens = 0
-        try:
+        with self._failure_logged():
             for group in self.groups:
                 result = self._provider(group).complete(provider_call(group, self.body))
                 for generation, index in zip(result.generations, group.indices):
@@ -204,12 +218,6 @@ class ChatRun:
                 request = request or result.provider_request
                 prompt_tokens += result.prompt_tokens
                 generation_tokens += result.generation_tokens
-        except ProviderError as exc:
-            self._fail(exc)
-            raise
-        except Exception as exc:  # a bug: logged as a failed call, then our 500
-            self._fail(internal_error(exc))
-            raise
         usage = usage_dict(prompt_tokens, generation_tokens)
         outcomes = {i: (g.text, g.finish_reason, None) for i, g in results.items()}
 
@@ -254,14 +262,8 @@ class ChatRun:
         by calling ``abandon`` or ``fail_stream`` itself, on a thread of its choosing.
         """
         source = self._deltas()
-        try:
+        with self._failure_logged():
             first = next(source, None)
-        except ProviderError as exc:
-            self._fail(exc)
-            raise
-        except Exception as exc:  # a bug: logged as a failed call, then our 500
-            self._fail(internal_error(exc))
-            raise
         return self._events(first, source)
 
     def _events(self, first: Any, source: Iterator[Any]) -> Iterator[dict[str, Any]]:

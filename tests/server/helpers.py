@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import uuid
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -102,3 +104,21 @@ def by_index(events: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
         assert len(event["data"]) == 1
         grouped[event["data"][0]["index"]].append(event["data"][0])
     return grouped
+
+
+def abandon_stream(server, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    """POST a streaming /chat over a raw socket, read until the first event arrives, then hang up.
+    Returns the bytes received (status line, headers, the first event)."""
+    url = urlsplit(server.base_url)
+    data = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = (f"POST {url.path}/chat HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-KEY: {server.api_key}\r\n{extra}"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head + data)
+        received = b""
+        while b"\ndata: " not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    return received

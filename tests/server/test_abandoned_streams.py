@@ -8,12 +8,10 @@ process under concurrent load shows that, and only a real SIGTERM shows the serv
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
@@ -21,28 +19,12 @@ from hl_notebook.server.chat import ChatRun
 from hl_notebook.server.schemas import ChatRequest
 from hl_notebook.server.store import Store
 from support import ServerProcess
-from tests.server.helpers import HELLO, logs, mock_config, unique
+from tests.server.helpers import HELLO, abandon_stream, logs, mock_config, unique
 
 ABANDONED = 20
 CHATS = 300
 SAMPLES = 2
 LONG_MESSAGE = [{"role": "user", "content": " ".join(f"word{i}" for i in range(400))}]
-
-
-def abandon_stream(server: ServerProcess, body: dict) -> bytes:
-    """POST a streaming chat over a raw socket, read until the first event arrives, then hang up."""
-    url = urlsplit(server.base_url)
-    data = json.dumps(body).encode()
-    head = (f"POST {url.path}/chat HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-KEY: {server.api_key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
-    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
-        sock.sendall(head + data)
-        received = b""
-        while b"\ndata: " not in received:
-            chunk = sock.recv(65536)
-            assert chunk, received
-            received += chunk
-    return received
 
 
 def chat_once(server: ServerProcess, project: str) -> int:

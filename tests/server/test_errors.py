@@ -5,8 +5,6 @@ leak ``provider_api_keys`` into a saved notebook; the decisions table fixes most
 """
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import requests
 

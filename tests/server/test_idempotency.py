@@ -7,17 +7,14 @@ and a blind retry would record it twice.
 """
 from __future__ import annotations
 
-import json
-import socket
 import threading
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.server.helpers import (CHAT_PATHS, FAKE_PROVIDER_KEY, HELLO, by_index, json_error, logs, mock_config,
-                                  parse_events, unique)
+from tests.server.helpers import (CHAT_PATHS, FAKE_PROVIDER_KEY, HELLO, abandon_stream, by_index, json_error, logs,
+                                  mock_config, parse_events, unique)
 
 HEADER = "Idempotency-Key"
 
@@ -142,27 +139,12 @@ def test_the_same_key_twice_at_once_runs_the_call_once(server):
     assert len(project_logs(server, project)) == 1
 
 
-def abandon_stream(server, body: dict[str, Any], key: str) -> None:
-    """Start a streaming call with ``key``, read its first event, hang up."""
-    url = urlsplit(server.base_url)
-    data = json.dumps(body).encode()
-    head = (f"POST {url.path}/chat HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-KEY: {server.api_key}\r\n"
-            f"{HEADER}: {key}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
-    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
-        sock.sendall(head + data)
-        received = b""
-        while b"\ndata: " not in received:
-            chunk = sock.recv(65536)
-            assert chunk, received
-            received += chunk
-
-
 def test_a_stream_abandoned_before_it_finished_runs_again_on_retry(server):
     project, key = unique("idem-abandon"), unique("key")
     words = [{"role": "user", "content": " ".join(f"w{i}" for i in range(200))}]
     body = {"project": project, "model_config": mock_config(other={"mock_token_delay_ms": 5}), "messages": words,
             "stream": True}
-    abandon_stream(server, body, key)
+    abandon_stream(server, body, {HEADER: key})
     retried = by_index(parse_events(post(server, body, key)))  # waits for the first to end, then runs
     assert "".join(e["output"] for e in retried[0]) == "mock-model: " + words[0]["content"]
     stored = project_logs(server, project)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as w
 
@@ -236,47 +236,32 @@ class ChatPanel(w.VBox):
         _fill(self._deploy_target, self.registry.deploy_options())
         self._deployments.value = status_html("; ".join(self.registry.deployment_lines()))
 
-    def _on_refresh_click(self, _: Any = None) -> None:
-        """Fill the config and experiment pickers from the server (the project by name)."""
+    def _change_registry(self, change: Callable[[], str], tone: str = "ok") -> bool:
+        """Run one registry operation with the controls copied into the state, refill the pickers
+        and show its status line; False (the error shown) when it failed."""
         self.sync_state()
         try:
-            text = self.registry.refresh(self.state.project_name())
+            text = change()
         except HLError as exc:
             self._fail(exc)
-            return
+            return False
         self._fill_registry()
-        self._say(text)
+        self._say(text, tone)
+        return True
+
+    def _on_refresh_click(self, _: Any = None) -> None:
+        self._change_registry(lambda: self.registry.refresh(self.state.project_name()), tone="")
 
     def _on_register_click(self, _: Any = None) -> None:
-        self.sync_state()
-        try:
-            text = self.registry.register(self.state.current_config())
-        except HLError as exc:
-            self._fail(exc)
-            return
-        self._fill_registry()
-        self._say(text, "ok")
+        self._change_registry(lambda: self.registry.register(self.state.current_config()))
 
     def _on_create_experiment_click(self, _: Any = None) -> None:
-        self.sync_state()
-        try:
-            text = self.registry.create_experiment(list(self._experiment_configs.value), self._experiment_name.value)
-        except HLError as exc:
-            self._fail(exc)
-            return
-        self._fill_registry()
-        self._experiment_picker.value = self.registry.created
-        self._say(text, "ok")
+        if self._change_registry(lambda: self.registry.create_experiment(list(self._experiment_configs.value),
+                                                                         self._experiment_name.value)):
+            self._experiment_picker.value = self.registry.created
 
     def _on_deploy_click(self, _: Any = None) -> None:
-        self.sync_state()
-        try:
-            text = self.registry.deploy(self._deploy_target.value or "", self._environment.value)
-        except HLError as exc:
-            self._fail(exc)
-            return
-        self._fill_registry()
-        self._say(text, "ok")
+        self._change_registry(lambda: self.registry.deploy(self._deploy_target.value or "", self._environment.value))
 
     def _on_load_click(self, _: Any = None) -> None:
         history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None) or []

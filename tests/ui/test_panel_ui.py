@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -136,6 +137,12 @@ class PanelPage:
     def clipped(self) -> list[str]:
         return self.panel.evaluate(CLIPPED_JS)
 
+    def check_nothing_clipped_on_any_endpoint(self) -> None:
+        for endpoint in ("/chat-model-config", "/chat-experiment", "/chat-deployed", "/chat (inline config)"):
+            self.endpoint(endpoint)
+            assert self.clipped() == [], (endpoint, self.clipped())
+        self.shot("layout_1024", self.panel.locator(".hl-title"))
+
     def contrast(self, locator: Any) -> float:
         return locator.first.evaluate(CONTRAST_JS)
 
@@ -165,31 +172,31 @@ def open_notebook(page: Any, url: str, lab_ui: bool) -> None:
         expect(page.locator(".jp-KernelName")).not_to_have_text(re.compile("No Kernel"), timeout=KERNEL_TIMEOUT_MS)
 
 
-def collect_errors(page: Any) -> list[str]:
+@contextmanager
+def driving(page: Any, prefix: str) -> Iterator[PanelPage]:
+    """The page as a PanelPage; on a failure, a last screenshot and the browser's errors."""
     errors: list[str] = []
     page.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    return errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    ui = PanelPage(page, prefix)
+    try:
+        yield ui
+    except Exception as exc:
+        ui.shot("failed")
+        raise AssertionError(f"{exc}\n--- browser errors:\n" + "\n".join(errors[-20:])) from exc
 
 
 def test_panel_in_jupyterlab_on_a_laptop_screen(laptop_page, lab):  # page first: no browser, no Lab started
     from playwright.sync_api import expect
 
     page = laptop_page
-    errors = collect_errors(page)
-    ARTIFACTS.mkdir(exist_ok=True)
-    ui = PanelPage(page, "lab")
-    try:
+    with driving(page, "lab") as ui:
         open_notebook(page, f"{lab.url}/lab/tree/{write_notebook(lab, 'panel_lab.ipynb')}?reset", lab_ui=True)
         expect(page.locator("#filebrowser")).to_be_visible()  # the side panel takes its share of the 1024 px
         ui.run_cells_up_to_the_panel()
         expect(ui.rows()).to_have_count(0)
-
-        # nothing cut off at 1024 px, whichever endpoint's controls show
-        for endpoint in ("/chat-model-config", "/chat-experiment", "/chat-deployed", "/chat (inline config)"):
-            ui.endpoint(endpoint)
-            assert ui.clipped() == [], (endpoint, ui.clipped())
-        ui.shot("layout_1024", ui.panel.locator(".hl-title"))
+        ui.check_nothing_clipped_on_any_endpoint()
 
         # Load with a blank name: the messages of the %%hlchat cell run above
         ui.button("Load").click()
@@ -333,25 +340,16 @@ def test_panel_in_jupyterlab_on_a_laptop_screen(laptop_page, lab):  # page first
         ui.button("Save").click()
         expect(ui.status()).to_have_text(f"saved {len(CITIES) + SLOW_CALLS + 2} rows as ui_rows")
         ui.shot("save_as", ui.panel.locator(".widget-text", has=page.locator("label", has_text="Save as")))
-    except Exception as exc:
-        ui.shot("failed")
-        raise AssertionError(f"{exc}\n--- browser errors:\n" + "\n".join(errors[-20:])) from exc
 
 
 def test_panel_in_notebook_7(laptop_page, lab):
     from playwright.sync_api import expect
 
     page = laptop_page
-    errors = collect_errors(page)
-    ARTIFACTS.mkdir(exist_ok=True)
-    ui = PanelPage(page, "nb7_")
-    try:
+    with driving(page, "nb7_") as ui:
         open_notebook(page, f"{lab.url}/notebooks/{write_notebook(lab, 'panel_nb7.ipynb')}", lab_ui=False)
         ui.run_cells_up_to_the_panel()
-        for endpoint in ("/chat-model-config", "/chat-experiment", "/chat-deployed", "/chat (inline config)"):
-            ui.endpoint(endpoint)
-            assert ui.clipped() == [], (endpoint, ui.clipped())
-        ui.shot("layout_1024", ui.panel.locator(".hl-title"))
+        ui.check_nothing_clipped_on_any_endpoint()
         ui.button("Load").click()
         ui.control("text", "Inputs").fill("cities")
         ui.run(len(CITIES))
@@ -360,6 +358,3 @@ def test_panel_in_notebook_7(laptop_page, lab):
         assert ui.contrast(table.locator("th")) >= 4.5 and ui.contrast(ui.status()) >= 4.5
         assert ui.clipped() == [], ui.clipped()
         ui.shot("run", table)
-    except Exception as exc:
-        ui.shot("failed")
-        raise AssertionError(f"{exc}\n--- browser errors:\n" + "\n".join(errors[-20:])) from exc

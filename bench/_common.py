@@ -85,6 +85,18 @@ def add_server_option(parser: Any, default: str = "shipped") -> None:
                              f"both: one after the other (default {default})")
 
 
+LOAD_OPTIONS = {"n": int, "latency_ms": float, "concurrency": int, "repeat": int, "target": float}
+
+
+def add_load_options(parser: Any, **defaults: Any) -> None:
+    """The options the load benchmarks share, in one order: those of --n, --latency-ms, --concurrency,
+    --repeat and --target that are given, each as ``name=default`` or ``name=(default, help)``."""
+    for name, kind in LOAD_OPTIONS.items():
+        if name in defaults:
+            default, help_ = defaults[name] if isinstance(defaults[name], tuple) else (defaults[name], None)
+            parser.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=help_)
+
+
 def bounded(parser: Any, args: Any, **highest: int) -> None:
     """Refuse loads beyond the given upper bounds (every bounded option starts at 1), via ``parser.error``."""
     if not all(1 <= getattr(args, name) <= top for name, top in highest.items()):

@@ -23,11 +23,9 @@ JUDGE_PROMPT = "system: You grade summaries.\nuser: Summary: {{output}}\nScore: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="rows judged (= calls in the baseline sweep)")
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="server --mock-latency-ms")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions (sweep, then judge)")
-    parser.add_argument("--target", type=float, default=1.2, help="judge / sweep ratio that passes")
+    c.add_load_options(parser, n=(200, "rows judged (= calls in the baseline sweep)"),
+                       latency_ms=(100.0, "server --mock-latency-ms"), concurrency=16,
+                       repeat=(3, "repetitions (sweep, then judge)"), target=(1.2, "judge / sweep ratio that passes"))
     args = parser.parse_args()
     c.bounded(parser, args, n=5000, concurrency=64, repeat=20)
     c.header("judge wall time vs a sweep of as many calls")

@@ -57,10 +57,8 @@ def run_sdk(python: str, base_url: str, n: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--concurrency", type=int, default=8, help="the concurrent sweep's C (HLSettings default 8)")
-    parser.add_argument("--repeat", type=int, default=2)
+    c.add_load_options(parser, n=40, latency_ms=50.0, repeat=2,
+                       concurrency=(8, "the concurrent sweep's C (HLSettings default 8)"))
     c.add_server_option(parser)
     args = parser.parse_args()
     c.bounded(parser, args, n=5000, repeat=10)

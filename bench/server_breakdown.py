@@ -47,9 +47,7 @@ def stats(values: list[float]) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1024)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    c.add_load_options(parser, n=1024, latency_ms=50.0, concurrency=32)
     c.add_server_option(parser)
     args = parser.parse_args()
     c.bounded(parser, args, n=20000, concurrency=256)

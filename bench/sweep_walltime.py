@@ -31,11 +31,9 @@ import _common as c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=160, help="requests per sweep")
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="server --mock-latency-ms")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=2, help="repetitions (hl and bare alternate)")
-    parser.add_argument("--target", type=float, default=1.15, help="ratio to ideal that passes")
+    c.add_load_options(parser, n=(160, "requests per sweep"), latency_ms=(100.0, "server --mock-latency-ms"),
+                       concurrency=16, repeat=(2, "repetitions (hl and bare alternate)"),
+                       target=(1.15, "ratio to ideal that passes"))
     parser.add_argument("--server-arg", action="append", default=[], help="extra server argument")
     parser.add_argument("--no-hey", dest="hey", action="store_false", default=bool(shutil.which("hey")),
                         help="skip the hey (Go) baseline (default: run it when hey is installed)")

@@ -160,7 +160,8 @@ class ChatRun:
         """Write project, config, session and one log per sample in a single transaction.
 
         ``respond`` (given for a completed call) builds the response body from the session id;
-        with an idempotency key it is stored under the key in the same transaction. Returns the
+        with an idempotency key it is stored under the key in the same transaction (not with
+        ``save=False``: the body holds what that flag keeps out of the store). Returns the
         session id and that body.
         """
         body, target = self.body, self.target
@@ -181,7 +182,7 @@ class ChatRun:
                                   source=body.source, usage=usage, session_id=session_id,
                                   parent_id=body.parent_id, save=body.save)
             response = respond(session_id) if respond is not None else None
-            if response is not None and self.idempotency is not None:
+            if response is not None and self.idempotency is not None and body.save:
                 self.store.remember_call(db, *self.idempotency, response)
         self.stored = True
         return session_id, response

@@ -6,7 +6,8 @@ heard back from ran. Rules:
 
 * Only completed calls are stored: every sample finished and its log was written; the response is
   stored under the key in the same transaction as the logs. A key whose attempts failed (a
-  provider error, a stream the client left) runs again.
+  provider error, a stream the client left) runs again. So does a call with ``save: false``:
+  its response holds the inputs, messages and outputs that flag keeps out of the store.
 * A stored key answers with the stored body — as JSON, or replayed as SSE events of the usual shape
   when the request streams — with ``Idempotent-Replayed: true``, and calls no provider and writes no log.
 * What a call *is*: the endpoint and the validated body without ``provider_api_keys`` and ``stream``

@@ -168,3 +168,15 @@ def test_every_chat_endpoint_honours_the_key(server, path):
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json()
     assert len(logs(server, registered["project_id"])) == 1
+
+
+def test_a_call_with_save_false_keeps_nothing_under_its_key(server):
+    """``save: false`` keeps inputs, messages and outputs out of the store, so the response is not
+    kept under the key either: a retry runs again (its logs hold no content, spec §2)."""
+    project, key = unique("idem-unsaved"), unique("key")
+    body = {**chat_body(project, inputs={"secret": "s3cret-input"}), "save": False}
+    first, again = post(server, body, key), post(server, body, key)
+    assert first.status_code == again.status_code == 200
+    assert "Idempotent-Replayed" not in again.headers
+    assert first.json()["data"][0]["id"] != again.json()["data"][0]["id"]
+    assert [log["output"] for log in project_logs(server, project)] == [None] * 4

@@ -24,8 +24,6 @@ import hashlib
 import json
 import threading
 import time
-from typing import Any
-
 from fastapi import HTTPException
 
 from .errors import BadRequest
@@ -85,21 +83,3 @@ class InFlight:
             done = self._running.pop(key, None)
         if done is not None:
             done.set()
-
-
-def replay_events(response: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stored ChatResponse as the SSE events a stream of it sends (spec §7): per sample, one delta
-    with its whole text (when it has text), then its final event with ``finish_reason``, the full
-    ``output_message`` and the call's ``usage``."""
-    top = {name: value for name, value in response.items() if name != "data"}
-    events = []
-    for entry in response["data"]:
-        base = {**entry, "messages": None}
-        if entry["raw_output"]:
-            delta = {**base, "output": entry["raw_output"], "finish_reason": None, "tool_calls": None,
-                     "tool_call": None, "output_message": {**entry["output_message"], "content": None,
-                                                           "tool_calls": None, "tool_call": None}}
-            events.append({**top, "data": [delta], "usage": None, "provider_request": None, "provider_responses": []})
-        final = {**base, "output": "", "raw_output": ""}
-        events.append({**top, "data": [final], "provider_responses": []})
-    return events

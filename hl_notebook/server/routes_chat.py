@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from .auth import require_api_key
 from .bodycheck import check_body
 from . import idempotency
+from .bodies import replay_events
 from .chat import ChatRun, internal_error
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
@@ -99,7 +100,7 @@ def _replay(request: Request, key: str, digest: str, stream: bool) -> Response |
     headers = {"Idempotent-Replayed": "true"}
     if not stream:
         return JSONResponse(response, headers=headers)
-    return EventStream(iter(idempotency.replay_events(response)), limiter=chat_limiter(request.app),
+    return EventStream(iter(replay_events(response)), limiter=chat_limiter(request.app),
                        on_error=lambda exc: {"detail": internal_error(exc).detail()},
                        on_close=lambda completed: None, headers=headers)
 

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 import requests
+from fastapi import HTTPException
+
+from hl_notebook.server.idempotency import InFlight
 
 from tests.server.helpers import (CHAT_PATHS, FAKE_PROVIDER_KEY, HELLO, abandon_stream, by_index, json_error, logs,
                                   mock_config, parse_events, unique)
@@ -180,3 +183,14 @@ def test_a_call_with_save_false_keeps_nothing_under_its_key(server):
     assert "Idempotent-Replayed" not in again.headers
     assert first.json()["data"][0]["id"] != again.json()["data"][0]["id"]
     assert [log["output"] for log in project_logs(server, project)] == [None] * 4
+
+
+def test_a_wait_for_a_running_key_ends_in_409_at_its_limit():
+    """The wait has a bound (``ServerSettings.idempotency_wait``); past it the answer is a 409."""
+    running = InFlight()
+    running.enter("k", timeout=0)
+    with pytest.raises(HTTPException) as raised:
+        running.enter("k", timeout=0)
+    assert raised.value.status_code == 409 and HEADER in raised.value.detail
+    running.leave("k")
+    running.enter("k", timeout=0)  # free again once the first left

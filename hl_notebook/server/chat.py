@@ -293,10 +293,7 @@ class ChatRun:
                 return envelope(self.body, self.target.project_id, session_id, data, usage, request, [])
 
             session_id = self.store_logs(outcomes, usage, respond if self.idempotency else None)[0]
-        except ProviderError as exc:
-            yield self.fail_stream(exc)
-            return
-        except Exception as exc:  # a bug, not the client's doing: still the spec's error event and a log
+        except Exception as exc:  # a provider error, or a bug: the spec's error event and a log, never a cut stream
             yield self.fail_stream(exc)
             return
         for index in range(self.body.num_samples):

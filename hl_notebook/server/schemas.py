@@ -91,15 +91,19 @@ def _knob(check: Callable[[Any], Any], schema: dict[str, Any]) -> Any:
     return Annotated[Any, AfterValidator(validate), WithJsonSchema({"anyOf": [schema, {"type": "null"}]})]
 
 
+MockMs = _knob(mock_ms, {"type": "number", "minimum": 0, "maximum": MAX_MOCK_MS})
+
+
 class OtherParams(TypedDict, total=False):
     """``model_config.other`` (spec §5: extra provider parameters). Every key is passed through to
     pass-through providers except the ones below, which this server reads itself."""
 
     __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
 
-    mock_latency_ms: _knob(mock_ms, {"type": "number", "minimum": 0, "maximum": MAX_MOCK_MS})  # type: ignore[valid-type]
-    mock_token_delay_ms: _knob(mock_ms, {"type": "number", "minimum": 0, "maximum": MAX_MOCK_MS})  # type: ignore[valid-type]
-    timeout: _knob(timeout_seconds, {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT})  # type: ignore[valid-type]
+    mock_latency_ms: MockMs  # type: ignore[valid-type]
+    mock_token_delay_ms: MockMs  # type: ignore[valid-type]
+    timeout: _knob(timeout_seconds,  # type: ignore[valid-type]
+                   {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT})
     base_url: _knob(base_url, {"type": "string", "format": "uri"})  # type: ignore[valid-type]
 
 

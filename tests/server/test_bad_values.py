@@ -69,7 +69,8 @@ def test_non_finite_numbers_are_422_and_nothing_is_stored(server, case, stream):
 SURROGATES = {
     "in content": (chat_text("{p}", messages='[{"role": "user", "content": "a\\ud800b"}]'),
                    ["body", "messages", 0, "content"]),
-    "in a text part": (chat_text("{p}", messages='[{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]'),
+    "in a text part": (chat_text("{p}",
+                                 messages='[{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]'),
                        ["body", "messages", 0, "content", 0, "text"]),
     "in an input key": (chat_text("{p}", extra=', "inputs": {"\\ud800": 1}'), ["body", "inputs"]),
     "in an input value": (chat_text("{p}", extra=', "inputs": {"k": "\\ud800"}'), ["body", "inputs", "k"]),

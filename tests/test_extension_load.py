@@ -44,3 +44,9 @@ def test_bad_cells_are_rejected_without_loading_or_starting_the_server(tmp_path)
     assert len(lines) == 5, done.stdout + done.stderr
     assert "unknown option --temprature; did you mean --temperature?" in lines[0]
     assert "undefined_name" in lines[1] and "(0 to 2)" in lines[2]
+
+
+def test_the_server_process_helper_does_not_load_the_web_framework():
+    code = "import sys, hl_notebook.server.process; print([m for m in ('fastapi', 'uvicorn') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -6,11 +6,12 @@ provider, or through pass-through to real providers — and the test suite's rea
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING, AsyncIterator
 
 from .settings import ServerSettings
+
+if TYPE_CHECKING:  # FastAPI loads when an app is built, not when the package is imported (process.py)
+    from fastapi import FastAPI
 
 API_PREFIX = "/v4"
 
@@ -18,6 +19,7 @@ API_PREFIX = "/v4"
 def create_app(settings: ServerSettings) -> FastAPI:
     """Build the app: one router per concern, store and settings on ``app.state``."""
     import anyio.to_thread
+    from fastapi import FastAPI
 
     from . import routes_admin, routes_chat, routes_info, stats
     from .idempotency import InFlight

@@ -359,6 +359,12 @@ def test_mock_samples_identical_at_temperature_zero(server):
     assert outputs == ["mock-model: hello there world"] * 3
 
 
+def test_a_wild_temperature_gives_at_most_the_words_of_temperature_2(server):
+    """1 + 4·temperature words made 1.5e16 loop for ever on a worker thread (found by schemathesis)."""
+    output = mock_chat(server, temperature=1.5e16)["data"][0]["output"]
+    assert len(output.partition(" ~ ")[2].split()) == 1 + round(4 * 2)
+
+
 def test_mock_samples_differ_above_zero_and_repeat_per_request(server):
     first = [d["output"] for d in mock_chat(server, temperature=1, num_samples=3)["data"]]
     again = [d["output"] for d in mock_chat(server, temperature=1, num_samples=3)["data"]]

@@ -8,7 +8,7 @@ Behaviour (the contract the tests rely on):
 * The reply to a call is ``"<model>: <last user text>"`` where the last user text is the text of
   the last ``user`` message after rendering (``(no user message)`` when there is none).
 * At ``temperature`` 0 every sample is that reply. Above 0 each sample appends
-  ``" ~ "`` and 1 + round(4 * temperature) words drawn from a fixed vocabulary by a random
+  ``" ~ "`` and 1 + round(4 * min(temperature, 2)) words drawn from a fixed vocabulary by a random
   generator seeded with (messages, model, temperature, top_p, seed, sample index): samples differ
   from each other, and the same request always gives the same samples.
 * Tokens are whitespace-separated words. ``max_tokens`` > 0 keeps that many words and sets
@@ -94,7 +94,8 @@ class MockProvider:
             key = json.dumps([call.messages, config["model"], temperature, config.get("top_p"),
                               config.get("seed"), index], sort_keys=True, default=str)
             rng = random.Random(hashlib.sha256(key.encode()).digest())
-            text += " ~ " + " ".join(rng.choice(VOCABULARY) for _ in range(1 + round(4 * temperature)))
+            # capped: a wild temperature (1e16) must not keep a worker busy for ever
+            text += " ~ " + " ".join(rng.choice(VOCABULARY) for _ in range(1 + round(4 * min(temperature, 2.0))))
         finish_reason = "stop"
         stops = config.get("stop")
         for stop in [stops] if isinstance(stops, str) else stops or []:

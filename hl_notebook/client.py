@@ -54,10 +54,12 @@ class Throttle:
     def __init__(self) -> None:
         self._until = 0.0
         self._lock = threading.Lock()
+        self.holds = 0  # how many 429/503 answers asked for a pause: sweeps lower their concurrency on it
 
     def hold(self, seconds: float) -> None:
         with self._lock:
             self._until = max(self._until, time.monotonic() + seconds)
+            self.holds += 1
 
     def wait(self, cancelled: Callable[[], bool] = lambda: False) -> None:
         while not cancelled():

@@ -29,7 +29,8 @@ class HLSettings(SingletonConfigurable):
     max_retries = Int(3, help="retries for connection failures, 429 and 503 (never for other errors)"
                       ).tag(config=True)
     backoff_max = Float(30.0, help="longest wait between retries, in seconds").tag(config=True)
-    concurrency = Int(8, help="parallel requests in a sweep").tag(config=True)
+    concurrency = Int(32, help="most requests a sweep keeps in flight; it starts there, halves when the "
+                      "server answers 429/503 and grows back after successes").tag(config=True)
     show_traceback = Bool(False, help="show full tracebacks instead of one-line errors").tag(config=True)
     provider = Unicode("", help="provider for /chat when no --provider is given; empty: mock on the "
                                 "embedded server, the server's default (openai) elsewhere").tag(config=True)

@@ -8,7 +8,6 @@ for the magic, the panel and the Python API alike.
 """
 from __future__ import annotations
 
-import itertools
 import signal
 import sys
 import threading
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from .call import CallResult, DeltaCallback, execute
 from .config import HLSettings
 from .connection import Connection, connect
-from .errors import HLCancelled, HLError, HLInterrupted, HLUsageError
+from .errors import HLCancelled, HLError, HLInterrupted, HLRateLimitError, HLUsageError
 from .spec import ChatSpec
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ class Run:
     total: int
     interrupted: bool = False
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    concurrency_levels: list[int] = field(default_factory=list)  # the adaptive limit's changes
     _frame: "pd.DataFrame | None" = None
 
     @property
@@ -107,6 +107,40 @@ class Run:
         return self.frame
 
 
+class AdaptiveLimit:
+    """How many calls a sweep keeps in flight: start high, halve when the server pushes back (a 429
+    or 503, seen as a new ``Throttle`` hold or a rate-limit row), grow ×1.5 after 5 successes in a
+    row, never above ``maximum`` (promptfoo's rule). ``levels`` records every change."""
+
+    START = 32
+    GROW_AFTER = 5
+
+    def __init__(self, maximum: int, pushed_back: Callable[[], int]) -> None:
+        self.maximum = maximum
+        self.current = min(self.START, maximum)
+        self.levels = [self.current]
+        self._pushed_back = pushed_back
+        self._seen = pushed_back()
+        self._streak = 0
+
+    def observe(self, result: CallResult) -> None:
+        holds = self._pushed_back()
+        if holds > self._seen or isinstance(result.error, HLRateLimitError):
+            self._seen = holds
+            self._streak = 0
+            self._set(max(1, self.current // 2))
+        elif result.ok:
+            self._streak += 1
+            if self._streak >= self.GROW_AFTER:
+                self._streak = 0
+                self._set(min(self.maximum, -(-self.current * 3 // 2)))
+
+    def _set(self, level: int) -> None:
+        if level != self.current:
+            self.current = level
+            self.levels.append(level)
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (where a widget progress bar can render)."""
     shell = sys.modules.get("IPython") and __import__("IPython").get_ipython()
@@ -131,10 +165,11 @@ class Progress:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, desc="hlchat", unit="call", leave=True)
 
-    def update(self, result: CallResult) -> None:
+    def update(self, result: CallResult, in_flight: int | None = None) -> None:
         self.failed += not result.ok
         if self.bar is not None:
-            self.bar.set_postfix(failed=self.failed, refresh=False)
+            postfix = {"failed": self.failed} if in_flight is None else {"failed": self.failed, "in_flight": in_flight}
+            self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:
@@ -165,6 +200,7 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
     bar = Progress(len(specs), show_progress(progress) and len(specs) > 1)
     done: dict[int, CallResult] = {}
     run = Run([], len(specs))
+    limit = AdaptiveLimit(concurrency, lambda: connection.client.throttle.holds)
 
     def one(index: int) -> CallResult:
         cached = response_cache.get(specs[index]) if response_cache else None
@@ -177,7 +213,8 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
 
     def finish(result: CallResult) -> None:
         done[result.call] = result
-        bar.update(result)
+        limit.observe(result)
+        bar.update(result, limit.current if concurrency > 1 else None)
         if on_result:
             on_result(result)
 
@@ -189,12 +226,13 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
                 finish(one(index))
         else:
             with _interrupt_sets(stop):
-                _run_pool(len(specs), one, finish, min(concurrency, len(specs)), stop, tick or (lambda: None))
+                _run_pool(len(specs), one, finish, limit, stop, tick or (lambda: None))
     except KeyboardInterrupt:
         run.interrupted = True
     finally:
         stop.set()
         bar.close()
+    run.concurrency_levels = limit.levels
     run.interrupted = run.interrupted or len(done) < len(specs)
     never = HLCancelled("cancelled before it finished (interrupted); retry(df) runs it")
     run.results = [done.get(i) or CallResult(i, spec, error=never) for i, spec in enumerate(specs)]
@@ -242,23 +280,29 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 
 
 def _run_pool(total: int, one: Callable[[int], CallResult], finish: Callable[[CallResult], None],
-              workers: int, stop: threading.Event, tick: Callable[[], None]) -> None:
-    """At most ``workers`` calls are submitted at a time: cancelling is then only a matter of not
-    submitting more, and waiting never walks a list of every pending call."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hlchat")
+              limit: AdaptiveLimit, stop: threading.Event, tick: Callable[[], None]) -> None:
+    """At most ``limit.current`` calls are submitted at a time (it changes as the server answers):
+    cancelling is then only a matter of not submitting more, and waiting never walks a list of
+    every pending call."""
+    pool = ThreadPoolExecutor(max_workers=min(limit.maximum, total), thread_name_prefix="hlchat")
     upcoming = iter(range(total))
     running: set[Future] = set()
-    try:
-        for index in itertools.islice(upcoming, workers):
+
+    def fill() -> None:
+        while len(running) < limit.current and not stop.is_set():
+            index = next(upcoming, None)
+            if index is None:
+                return
             running.add(pool.submit(one, index))
+
+    try:
+        fill()
         while running and not stop.is_set():
             # short waits keep the main thread responsive to KeyboardInterrupt
             finished, running = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
             for future in finished:
                 finish(future.result())
-                index = next(upcoming, None)
-                if index is not None and not stop.is_set():
-                    running.add(pool.submit(one, index))
+            fill()
             tick()
     finally:
         stop.set()

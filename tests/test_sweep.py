@@ -129,3 +129,28 @@ def test_cache_answers_repeats_without_http(point, slow_server):
     assert again["output"].tolist() == first["output"].tolist()
     fresh = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3))
     assert not fresh["cached"].any() and stats(slow_server)["requests"] == 3
+
+
+def test_concurrency_starts_at_32_and_halves_when_the_server_pushes_back(point, slow_server, tmp_path, capfd):
+    from hl_notebook.plan import make_specs
+    from hl_notebook.pool import run_specs
+
+    point(slow_server)
+    stats(slow_server, reset=True)
+    specs = make_specs([{"role": "user", "content": "say {{n}}"}], axes={"model": ["m"], "temperature": [0]},
+                       inputs=[{"n": i} for i in range(96)], default_provider="mock")
+    run = run_specs(specs, progress=True)
+    assert run.concurrency_levels == [32] and all(r.ok for r in run.results)
+    assert stats(slow_server)["max_in_flight"] > 8  # the old default capped sweeps at 8 in flight
+    assert "in_flight=32" in capfd.readouterr().err  # the progress bar shows the current level
+
+    limited = point(ServerProcess(tmp_path / "r.sqlite", extra_args=[
+        "--faults", "--fault-rates", "429=0.2", "--fault-seed", "2", "--fault-retry-after", "0"]).start())
+    try:
+        HLSettings.instance().max_retries = 10
+        run = run_specs(specs, concurrency=20)
+        levels = run.concurrency_levels
+        assert levels[0] == 20 and min(levels) < 20 and max(levels) <= 20  # halved, never above --concurrency
+        assert all(r.ok for r in run.results)
+    finally:
+        limited.stop()

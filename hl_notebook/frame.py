@@ -139,15 +139,18 @@ class _SpecParts:
         self._params: dict[tuple, int] = {}
         self.param_values: list[tuple[Any, ...]] = []  # distinct parameter values, in CONFIG_KEYS order
 
-    def texts(self, spec: ChatSpec) -> tuple[str, Any]:
-        """``(spec_to_json(spec), prompt)``; the JSON byte for byte (sorted keys, so the inputs sit
-        between the fields before ``inputs`` and those after it), the prompt as
-        ``last_user_text(render(messages, inputs))``."""
+    def request(self, spec: ChatSpec) -> str:
+        """``spec_to_json(spec)`` byte for byte: sorted keys, so the inputs sit between the fields
+        before ``inputs`` and those after it."""
+        head, tail = self._request_parts(spec)
+        return head + _json_spec(spec.inputs) + tail
+
+    def prompt(self, spec: ChatSpec) -> Any:
+        """``last_user_text(render(spec.messages, spec.inputs))``, the template split once."""
         renderer = self._renderers.get(id(spec.messages))
         if renderer is None:
             renderer = self._renderers[id(spec.messages)] = _prompt_renderer(spec.messages)
-        head, tail = self._request_parts(spec)
-        return head + _json_spec(spec.inputs) + tail, renderer(spec.inputs)
+        return renderer(spec.inputs)
 
     def _request_parts(self, spec: ChatSpec) -> tuple[str, str]:
         key = (spec.endpoint, spec.environment, spec.experiment_id, id(spec.messages), id(spec.metadata),
@@ -230,7 +233,6 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
         first_rows[np.cumsum([0, *counts[:-1]])] = np.arange(len(specs))
     row_specs = specs if one_row_each else [specs[call] for call in row_call.tolist()]
     shared = _SpecParts(configs or {})
-    texts = [shared.texts(spec) for spec in specs]
     usage = [response.get("usage") or _NOTHING for response in responses]
     errors = [result.error for result in ordered]
     names = _input_names(specs)
@@ -240,20 +242,22 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
         "project_id": [response.get("project_id") or spec.project_id for response, spec in zip(responses, specs)],
         "environment": [spec.environment for spec in specs], "experiment_id": [spec.experiment_id for spec in specs],
         **{f"inputs.{name}": _input_texts([spec.inputs.get(name) for spec in specs]) for name in names},
-        "prompt": [prompt for _, prompt in texts], "latency_s": [result.latency_s for result in ordered],
+        "prompt": [shared.prompt(spec) for spec in specs], "latency_s": [result.latency_s for result in ordered],
         "created_at": [result.created_at for result in ordered], "cached": [result.cached for result in ordered],
         "error": [None if error is None else str(error) for error in errors],
         "error_type": [None if error is None else type(error).__name__ for error in errors],
-        "request": [request for request, _ in texts],
+        "request": [shared.request(spec) for spec in specs],
     }
     # usage is the call's: on its first row only
     first_row = {column: [use.get(field) for use in usage] for column, field in USAGE_FIELDS.items()}
+    # (lists of plain values, no tuple per row: a million small containers kept alive make the
+    # garbage collector run over and over, a fifth of the time)
     config_ids = [entry.get("model_config_id") or spec.model_config_id for entry, spec in zip(entries, row_specs)]
     per_row = {
         "sample": [entry.get("index", 0) for entry in entries], "log_id": [entry.get("id") for entry in entries],
         "model_config_id": config_ids, "output": [entry.get("output") for entry in entries],
         "finish_reason": [entry.get("finish_reason") for entry in entries],
-        "tool_calls": [_text(entry.get("tool_calls")) for entry in entries],
+        "tool_calls": _input_texts([entry.get("tool_calls") for entry in entries]),
     }
     numbers = np.array([shared.params(spec, config_id) for spec, config_id in zip(row_specs, config_ids)],
                        dtype=np.intp)
@@ -298,7 +302,7 @@ def _input_names(specs: list[ChatSpec]) -> list[str]:
 
 
 def _input_texts(values: list[Any]) -> list[Any]:
-    """An ``inputs.<name>`` column: strings as they are, other values as JSON."""
+    """A text column (``inputs.<name>``, ``tool_calls``): strings as they are, other values as JSON."""
     return values if _NO_TYPE_OR_STR.issuperset(map(type, values)) else list(map(_text, values))
 
 
@@ -338,6 +342,13 @@ def string_array(values: Any) -> Any:
     when pyarrow cannot hold them (a lone surrogate, valid in a Python str, is not UTF-8)."""
     import pandas as pd
 
+    if pd.StringDtype().storage == "pyarrow":  # straight to Arrow: pd.array checks every value first
+        import pyarrow as pa
+
+        try:
+            return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string(), from_pandas=True))
+        except (pa.ArrowException, UnicodeEncodeError, TypeError, ValueError):
+            pass  # not all str (pd.array makes them str) or not UTF-8 (below)
     try:
         return pd.array(values, dtype="string")
     except UnicodeEncodeError:

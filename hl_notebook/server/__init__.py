@@ -21,7 +21,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     import anyio.to_thread
     from fastapi import FastAPI
 
-    from . import routes_admin, routes_chat, routes_info, stats
+    from . import routes_admin, routes_chat, routes_feedback, routes_info, stats
     from .idempotency import InFlight
     from .errors import install_error_handlers
     from .limits import BodySizeLimit
@@ -38,11 +38,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.settings = settings
-    app.state.store = Store(settings.db_path)
+    app.state.store = Store(settings.db_path, experiment_seed=settings.experiment_seed)
     app.state.in_flight = InFlight()  # Idempotency-Keys of the chat calls running now
     install_error_handlers(app)
     app.include_router(routes_chat.router, prefix=API_PREFIX)
     app.include_router(routes_admin.router, prefix=API_PREFIX)
+    app.include_router(routes_feedback.router, prefix=API_PREFIX)
     app.include_router(stats.router, prefix=API_PREFIX)
     app.include_router(routes_info.router, prefix=API_PREFIX)
     app.state.counters = stats.ChatCounters()

@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fault-rates", default="", help="server-wide fault rates, e.g. 500=0.1,429=0.05,drop=0.02")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--fault-retry-after", default="1", help="Retry-After seconds of drawn 429/503 faults")
+    parser.add_argument("--experiment-seed", type=int, default=None, metavar="N",
+                        help="seed the sampling of experiment configs, so a sequence of calls samples the same "
+                             "configs on every run (default: unseeded)")
     return parser.parse_args(argv)
 
 
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = ServerSettings(api_key=api_key, db_path=args.db, mock_latency_ms=args.mock_latency_ms,
                               max_body_bytes=args.max_body_bytes, faults=args.faults, fault_rates=rates,
-                              fault_seed=args.fault_seed, fault_retry_after=args.fault_retry_after)
+                              fault_seed=args.fault_seed, fault_retry_after=args.fault_retry_after,
+                              experiment_seed=args.experiment_seed)
     # proto=IPPROTO_TCP: asyncio turns on TCP_NODELAY for accepted connections only then; without
     # it a kept-alive response body waits for the client's delayed ACK (~40 ms a request)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,

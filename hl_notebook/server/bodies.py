@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .experiments import posterior_mean, spread
 from .ids import stable_id
 
 if TYPE_CHECKING:
@@ -125,28 +126,37 @@ def project_config_body(store: Store, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def experiment_metric(experiment: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's required ``metric`` (BaseMetricResponse): the positive-feedback objective.
-
-    It is described, not computed: this server samples active configs uniformly (spec §9)."""
+    """The SDK's required ``metric`` (BaseMetricResponse): the positive-feedback objective, which
+    the configs' ``mean``/``spread`` estimate and sampling follows (``experiments.py``)."""
     return {"id": stable_id("metric", "positive-feedback"), "name": "Positive feedback rate",
-            "description": "Share of logs whose feedback matches the experiment's positive_labels; "
-                           "not computed by this server, which samples active configs uniformly.",
-            "code": "", "default": True, "active": False,
+            "description": "Share of a config's logs with feedback of the positive_labels' types whose feedback "
+                           "matches a positive label; configs are sampled by Thompson sampling on its "
+                           "Beta(1 + successes, 1 + failures) posterior.",
+            "code": "", "default": True, "active": True,
             "created_at": iso(experiment["created_at"]), "updated_at": iso(experiment["created_at"])}
 
 
 def experiment_body(store: Store, experiment: dict[str, Any]) -> dict[str, Any]:
     """The SDK's ExperimentResponse. ``status`` is its enum: ``In progress`` while some config can be
-    sampled, else ``Initialized``; no feedback statistics are kept, so ``mean``/``spread`` are absent."""
-    configs = [store.config(c) for c in experiment["config_ids"]]
+    sampled, else ``Initialized``. Per config (active or not): ``trials_count``, and the posterior
+    ``mean`` and ``spread`` (90 % credible-interval width) of its positive-feedback rate."""
+    arms = store.experiment_arms(experiment)
+    configs = [(store.config(config_id), active) for config_id, active in experiment["configs"]]
     return {"id": experiment["id"], "project_id": experiment["project_id"], "name": experiment["name"],
-            "status": "In progress" if configs else "Initialized", "metric": experiment_metric(experiment),
-            "positive_labels": experiment["positive_labels"],
+            "status": "In progress" if experiment["config_ids"] else "Initialized",
+            "metric": experiment_metric(experiment), "positive_labels": experiment["positive_labels"],
             "created_at": iso(experiment["created_at"]), "updated_at": iso(experiment["created_at"]),
-            "configs": [{"id": c["id"], "display_name": c["name"], "active": True, "trials_count": 0,
-                         "config": config_body(c),
+            "configs": [{"id": c["id"], "display_name": c["name"], "active": active,
+                         "trials_count": arms[c["id"]].trials, "mean": posterior_mean(arms[c["id"]]),
+                         "spread": spread(arms[c["id"]]), "config": config_body(c),
                          "created_at": iso(c["created_at"]), "updated_at": iso(c["created_at"])}
-                        for c in configs]}
+                        for c, active in configs]}
+
+
+def feedback_body(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored feedback as the SDK's FeedbackResponse (``POST /feedback``, ``feedback`` of a log)."""
+    return present(id=row["id"], type=row["type"], value=row["value"], data_id=row["log_id"], user=row["user"],
+                   created_at=iso(row["created_at"]))
 
 
 def deployment_body(store: Store, project: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +173,8 @@ def deployment_body(store: Store, project: dict[str, Any], deployment: dict[str,
 
 
 def log_body(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored log (one sample of one chat call) as ``GET /logs`` returns it."""
+    """A stored log (one sample of one chat call) as ``GET /logs`` returns it, with its ``feedback``
+    (oldest first) and the ``experiment_id`` it was sampled for (None: none)."""
     def load(value: str | None) -> Any:
         return json.loads(value) if value else None
 
@@ -172,4 +183,5 @@ def log_body(row: dict[str, Any]) -> dict[str, Any]:
             "endpoint": row["endpoint"], "created_at": iso(row["created_at"]), "inputs": load(row["inputs"]),
             "messages": load(row["messages"]), "output": row["output"], "finish_reason": row["finish_reason"],
             "error": load(row["error"]), "metadata": load(row["metadata"]), "source": row["source"],
-            "usage": load(row["usage"])}
+            "usage": load(row["usage"]), "experiment_id": row.get("experiment_id"),
+            "feedback": [feedback_body(item) for item in row.get("feedback", [])]}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -36,6 +35,7 @@ class Target:
     sample_configs: list[str]  # config id per sample
     configs: dict[str, dict[str, Any]]  # config id -> params
     new_config: tuple[str, dict[str, Any], str | None, str | None] | None = None  # id, params, name, descr
+    experiment_id: str | None = None  # the experiment the configs were sampled from (stored on the logs)
 
 
 @dataclass
@@ -60,9 +60,10 @@ def _project(store: Store, body: ChatRequestBase, default: str | None) -> tuple[
 
 
 def _from_experiment(store: Store, experiment_id: str, project_id: str, n: int) -> Target:
-    rng = random.Random()
-    ids = [store.sample_experiment_config(experiment_id, rng) for _ in range(n)]
-    return Target(project_id, None, ids, {c: store.config(c)["params"] for c in set(ids)})
+    """Configs drawn per sample by Thompson sampling on the experiment's feedback (``experiments.py``)."""
+    ids = store.sample_experiment_configs(experiment_id, n)
+    return Target(project_id, None, ids, {c: store.config(c)["params"] for c in set(ids)},
+                  experiment_id=experiment_id)
 
 
 def resolve(store: Store, body: Any) -> Target:
@@ -180,7 +181,7 @@ class ChatRun:
             self.store.write_logs(db, project_id=target.project_id, endpoint=self.endpoint, logs=logs,
                                   inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,
                                   source=body.source, usage=usage, session_id=session_id,
-                                  parent_id=body.parent_id, save=body.save)
+                                  parent_id=body.parent_id, save=body.save, experiment_id=target.experiment_id)
             response = respond(session_id) if respond is not None else None
             if response is not None and self.idempotency is not None and body.save:
                 self.store.remember_call(db, *self.idempotency, response)

@@ -6,6 +6,7 @@ described here, so that validation cost stays off the hot path.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
@@ -13,6 +14,7 @@ from typing_extensions import TypedDict
 
 from .providers.mock import MAX_MOCK_MS, mock_ms
 from .providers.upstream import MAX_TIMEOUT, base_url, timeout_seconds
+from .store import MULTI_VALUED_FEEDBACK
 
 Role = Literal["user", "assistant", "system", "tool"]
 ModelProvider = Literal["openai", "openai_azure", "ai21", "mock", "anthropic", "langchain", "cohere",
@@ -222,6 +224,55 @@ class DeployRequest(WireModel):
     config_id: str | None = None
     experiment_id: str | None = None
     environments: list[EnvironmentRequest] | None = None
+
+
+class FeedbackRequest(WireModel):
+    """One item of ``POST /feedback`` (the SDK's FeedbackRequest). ``type`` is ``rating``,
+    ``action``, ``issue``, ``correction``, ``comment`` or a custom type's name; ``value`` a string.
+
+    Ours: ``data_id`` is required (feedback belongs to a log); ``value`` is required unless
+    ``unset`` is true, and even then for the multi-valued types (``action``, ``issue``), whose
+    unset removes that one value (the SDK: only rating, correction and comment unset blank).
+    """
+
+    type: str = Field(min_length=1, max_length=200)
+    value: str | None = None
+    data_id: str = Field(min_length=1)
+    user: str | None = None
+    created_at: datetime | None = None  # naive times are UTC
+    unset: bool | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _in_utc(cls, when: datetime | None) -> datetime | None:
+        """Stored as UTC: a naive time is taken as UTC; one that leaves the calendar in UTC is refused."""
+        if when is None:
+            return None
+        try:
+            return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise ValueError("created_at is out of range once converted to UTC") from None
+
+    def missing_value(self) -> str | None:
+        """Why ``value`` is needed but absent (a 422 at ``value``), else None."""
+        if self.value is not None or (self.unset and self.type not in MULTI_VALUED_FEEDBACK):
+            return None
+        return (f"value is required to unset {self.type!r} feedback (it has several values per log)"
+                if self.unset else "value is required unless unset is true")
+
+    def timestamp(self) -> float | None:
+        return None if self.created_at is None else self.created_at.timestamp()
+
+
+class FeedbackResponse(WireModel):
+    """The SDK's FeedbackResponse: ``POST /feedback`` answers one, or a list for a list."""
+
+    id: str
+    type: str
+    value: str | float
+    data_id: str | None = None
+    user: str | None = None
+    created_at: datetime | None = None
 
 
 # -- response descriptions (documentation only; bodies are built in bodies.py) --------------

@@ -27,6 +27,7 @@ class ServerSettings:
     fault_rates: dict[str, float] | None = None
     fault_seed: int = 0
     fault_retry_after: str = "1"
+    experiment_seed: int | None = None  # --experiment-seed: reproducible experiment sampling (tests, demos)
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks
         return (f"ServerSettings(api_key='***', db_path={self.db_path!r}, "

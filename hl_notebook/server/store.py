@@ -17,9 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .experiments import Arm, thompson
 from .ids import new_id, stable_id
 
 DEFAULT_ENVIRONMENT = "production"
+# feedback types that hold several values per log (the v4 SDK: only rating, correction and comment
+# may be unset without a value); every other type, custom ones included, holds one value per log
+MULTI_VALUED_FEEDBACK = frozenset({"action", "issue"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -45,20 +49,27 @@ CREATE TABLE IF NOT EXISTS logs (
     config_id TEXT NOT NULL, session_id TEXT, parent_id TEXT, sample_index INTEGER NOT NULL,
     endpoint TEXT NOT NULL, created_at REAL NOT NULL, inputs TEXT, messages TEXT, output TEXT,
     finish_reason TEXT, error TEXT, metadata TEXT, source TEXT, usage TEXT, saved INTEGER NOT NULL,
-    inputs_ref TEXT, messages_ref TEXT);
+    inputs_ref TEXT, messages_ref TEXT, experiment_id TEXT);
 CREATE INDEX IF NOT EXISTS logs_by_project ON logs (project_id, seq);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, log_id TEXT NOT NULL REFERENCES logs(id),
+    experiment_id TEXT, type TEXT NOT NULL, value TEXT NOT NULL, user TEXT, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_by_log ON feedback (log_id, type);
+CREATE INDEX IF NOT EXISTS feedback_by_experiment ON feedback (experiment_id, type);
 CREATE TABLE IF NOT EXISTS payloads (
     id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, response TEXT NOT NULL, created_at REAL NOT NULL);
 """
 # logs.inputs/messages hold the JSON of rows written before payloads existed; newer rows point at a
-# payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref
+# payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref.
+# logs.experiment_id: the experiment a log's config was sampled for (its feedback teaches that one)
 MIGRATIONS = {"inputs_ref": "ALTER TABLE logs ADD COLUMN inputs_ref TEXT",
-              "messages_ref": "ALTER TABLE logs ADD COLUMN messages_ref TEXT"}
+              "messages_ref": "ALTER TABLE logs ADD COLUMN messages_ref TEXT",
+              "experiment_id": "ALTER TABLE logs ADD COLUMN experiment_id TEXT"}
 LOG_COLUMNS = ("logs.seq, logs.id, logs.project_id, logs.config_id, logs.session_id, logs.parent_id, "
                "logs.sample_index, logs.endpoint, logs.created_at, logs.output, logs.finish_reason, logs.error, "
-               "logs.metadata, logs.source, logs.usage, logs.saved, "
+               "logs.metadata, logs.source, logs.usage, logs.saved, logs.experiment_id, "
                "COALESCE(inputs_payload.body, logs.inputs) AS inputs, "
                "COALESCE(messages_payload.body, logs.messages) AS messages")
 LOG_JOINS = ("LEFT JOIN payloads AS inputs_payload ON inputs_payload.id = logs.inputs_ref "
@@ -68,6 +79,13 @@ LOG_JOINS = ("LEFT JOIN payloads AS inputs_payload ON inputs_payload.id = logs.i
 def project_id_for(name: str) -> str:
     """Projects created by name get an id derived from it, so racing creators agree."""
     return stable_id("pr", "project:" + name)
+
+
+def feedback_id(log_id: str, type: str, value: str | None) -> str:
+    """A feedback's id: one per (log, type), or per (log, type, value) for multi-valued types, so
+    setting a value again (or replacing a rating) keeps the id."""
+    key = f"{log_id}\n{type}" + (f"\n{value}" if type in MULTI_VALUED_FEEDBACK else "")
+    return stable_id("fbk", key)
 
 
 class NotFound(Exception):
@@ -81,6 +99,18 @@ class AlreadyExists(Exception):
 def config_key(params: dict[str, Any]) -> str:
     """Configs are immutable and identified by their parameters (name/description excluded)."""
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class FeedbackChange:
+    """One item of ``POST /feedback``: set ``value`` of ``type`` on a log, or unset it."""
+
+    log_id: str
+    type: str
+    value: str | None = None
+    user: str | None = None
+    created_at: float | None = None
+    unset: bool = False
 
 
 @dataclass
@@ -99,8 +129,11 @@ class PendingLog:
 class Store:
     """All persistent state. Thread-safe: each thread gets its own connection."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, experiment_seed: int | None = None) -> None:
+        """``experiment_seed`` makes experiment sampling reproducible within this process (tests)."""
         self.path = str(path)
+        self.experiment_rng = random.Random(experiment_seed)
+        self._rng_lock = threading.Lock()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -257,9 +290,9 @@ class Store:
             raise NotFound(f"experiment {experiment_id} not found")
         found = dict(row)
         found["positive_labels"] = json.loads(found["positive_labels"])
-        found["config_ids"] = [r[0] for r in self.read().execute(
-            "SELECT config_id FROM experiment_configs WHERE experiment_id = ? AND active = 1 ORDER BY rowid",
-            (experiment_id,))]
+        found["configs"] = [(r[0], bool(r[1])) for r in self.read().execute(
+            "SELECT config_id, active FROM experiment_configs WHERE experiment_id = ? ORDER BY rowid", (experiment_id,))]
+        found["config_ids"] = [config_id for config_id, active in found["configs"] if active]
         return found
 
     def project_experiments(self, project_id: str) -> list[dict[str, Any]]:
@@ -268,12 +301,39 @@ class Store:
                                    (project_id,))
         return [self.experiment(r[0]) for r in rows]
 
-    def sample_experiment_config(self, experiment_id: str, rng: random.Random) -> str:
-        """Uniform choice among the experiment's active configs (spec §9 allows this simplification)."""
-        config_ids = self.experiment(experiment_id)["config_ids"]
-        if not config_ids:
+    def experiment_arms(self, experiment: dict[str, Any]) -> dict[str, Arm]:
+        """Feedback counts per config of ``experiment`` (every config, active or not), read from the
+        database on each call (``experiments.py`` defines trials and successes)."""
+        arms = {config_id: Arm(config_id) for config_id, _ in experiment["configs"]}
+        labels = [(label["type"], label["value"]) for label in experiment["positive_labels"]]
+        types = sorted({kind for kind, _ in labels})
+        if not types:
+            return arms
+        matches = " OR ".join("(f.type = ? AND f.value = ?)" for _ in labels)
+        rows = self.read().execute(
+            "SELECT config_id, COUNT(*), SUM(success) FROM ("
+            f" SELECT l.config_id AS config_id, MAX({matches}) AS success FROM feedback f"
+            " JOIN logs l ON l.id = f.log_id"
+            f" WHERE f.experiment_id = ? AND f.type IN ({', '.join('?' * len(types))}) GROUP BY f.log_id"
+            ") GROUP BY config_id",
+            [*(part for label in labels for part in label), experiment["id"], *types])
+        for config_id, trials, successes in rows:
+            if config_id in arms:
+                arms[config_id] = Arm(config_id, successes, trials - successes)
+        return arms
+
+    def sample_experiment_configs(self, experiment_id: str, n: int, rng: random.Random | None = None) -> list[str]:
+        """``n`` configs for ``n`` samples, each drawn independently by Thompson sampling over the
+        experiment's active configs (``experiments.thompson``; uniform while there is no feedback)."""
+        experiment = self.experiment(experiment_id)
+        if not experiment["config_ids"]:
             raise NotFound(f"experiment {experiment_id} has no active model configs")
-        return rng.choice(config_ids)
+        arms = self.experiment_arms(experiment)
+        with self._rng_lock:
+            return thompson([arms[c] for c in experiment["config_ids"]], n, rng or self.experiment_rng)
+
+    def sample_experiment_config(self, experiment_id: str, rng: random.Random | None = None) -> str:
+        return self.sample_experiment_configs(experiment_id, 1, rng)[0]
 
     # -- environments and deployments --------------------------------------------------------
     def default_environment(self) -> dict[str, Any]:
@@ -339,8 +399,9 @@ class Store:
     def write_logs(self, db: sqlite3.Connection, *, project_id: str, endpoint: str, logs: list[PendingLog],
                    inputs: dict[str, Any], messages: list[dict[str, Any]], metadata: Any, source: str | None,
                    usage: dict[str, int] | None, session_id: str | None, parent_id: str | None,
-                   save: bool) -> None:
+                   save: bool, experiment_id: str | None = None) -> None:
         """Store one log per sample. With ``save=False`` inputs, messages and outputs are dropped.
+        ``experiment_id``: the experiment the samples' configs were drawn from (their feedback counts there).
 
         ``messages`` is the default for logs whose ``PendingLog.messages`` is None. Inputs and each
         distinct messages list are stored once, as payloads the logs point at: 100 samples of 1 MB
@@ -358,12 +419,12 @@ class Store:
 
         db.executemany(
             "INSERT INTO logs (id, project_id, config_id, session_id, parent_id, sample_index, endpoint,"
-            " created_at, inputs_ref, messages_ref, output, finish_reason, error, metadata, source, usage, saved)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, inputs_ref, messages_ref, output, finish_reason, error, metadata, source, usage, saved,"
+            " experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(log.id, project_id, log.config_id, session_id, parent_id, log.sample_index, endpoint, now,
               inputs_ref, messages_ref(log) if save else None, log.output if save else None, log.finish_reason,
               json.dumps(log.error) if log.error else None, json.dumps(metadata),
-              source, json.dumps(usage) if usage else None, int(save))
+              source, json.dumps(usage) if usage else None, int(save), experiment_id)
              for log in logs])
 
     @staticmethod
@@ -398,11 +459,74 @@ class Store:
         total = db.execute("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project_id,)).fetchone()[0]
         rows = db.execute(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.project_id = ? "
                           "ORDER BY logs.seq LIMIT ? OFFSET ?", (project_id, size, page * size))
-        return [dict(r) for r in rows], total
+        return self._with_feedback([dict(r) for r in rows]), total
 
     def log(self, log_id: str) -> dict[str, Any]:
         row = self.read().execute(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.id = ?",
                                   (log_id,)).fetchone()
         if row is None:
             raise NotFound(f"log {log_id} not found")
-        return dict(row)
+        return self._with_feedback([dict(row)])[0]
+
+    def _with_feedback(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The log rows, each with ``feedback``: its feedback rows, oldest first."""
+        found: dict[str, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
+        for chunk in _chunks(list(found)):
+            for item in self.read().execute(
+                    f"SELECT * FROM feedback WHERE log_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq", chunk):
+                found[item["log_id"]].append(dict(item))
+        return [{**row, "feedback": found[row["id"]]} for row in rows]
+
+    # -- feedback (POST /feedback) -------------------------------------------------------------
+    def submit_feedback(self, changes: list[FeedbackChange]) -> list[dict[str, Any]]:
+        """Apply every change in one transaction, all or nothing; returns one feedback row per change.
+
+        A value replaces the log's value of that type (of that value, for ``MULTI_VALUED_FEEDBACK``);
+        ``unset`` removes it and returns what was removed (the change itself, with value ``""``
+        when none is given, if nothing was set). Each feedback row keeps the experiment its log was
+        sampled for.
+
+        Raises:
+            NotFound: the first change (in order) whose log does not exist; nothing is stored.
+        """
+        now = time.time()
+        with self.write() as db:
+            experiments = self._log_experiments(db, [change.log_id for change in changes])
+            return [self._apply(db, change, experiments[change.log_id], now) for change in changes]
+
+    @staticmethod
+    def _log_experiments(db: sqlite3.Connection, log_ids: list[str]) -> dict[str, str | None]:
+        """Log id -> the experiment it was sampled for (None: none).
+
+        Raises:
+            NotFound: naming the first of ``log_ids`` that no log has.
+        """
+        known: dict[str, str | None] = {}
+        for chunk in _chunks(list(dict.fromkeys(log_ids))):
+            known.update(db.execute(f"SELECT id, experiment_id FROM logs WHERE id IN ({', '.join('?' * len(chunk))})",
+                                    chunk).fetchall())
+        for log_id in log_ids:
+            if log_id not in known:
+                raise NotFound(f"log {log_id} not found")
+        return known
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, change: FeedbackChange, experiment_id: str | None,
+               now: float) -> dict[str, Any]:
+        ident = feedback_id(change.log_id, change.type, change.value)
+        row = {"id": ident, "log_id": change.log_id, "experiment_id": experiment_id, "type": change.type,
+               "value": change.value or "", "user": change.user,
+               "created_at": change.created_at if change.created_at is not None else now}
+        if change.unset:
+            removed = db.execute("SELECT * FROM feedback WHERE id = ?", (ident,)).fetchone()
+            db.execute("DELETE FROM feedback WHERE id = ?", (ident,))
+            return dict(removed) if removed else row
+        db.execute("INSERT OR REPLACE INTO feedback (id, log_id, experiment_id, type, value, user, created_at)"
+                   " VALUES (:id, :log_id, :experiment_id, :type, :value, :user, :created_at)", row)
+        return row
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    """``items`` in chunks small enough for SQLite's limit on ``?`` parameters."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

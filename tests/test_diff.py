@@ -107,6 +107,8 @@ def test_diff_needs_result_frames(runs):
 
 
 def test_the_magic_displays_the_diff_against_a_baseline_and_returns_the_frame(shell, capsys):
+    # one-line errors: %config from an earlier test in this session may have turned tracebacks on
+    shell.run_line_magic("config", "HLSettings.show_traceback = False")
     shell.user_ns["rows"] = ROWS
     shell.run_cell_magic("hlchat", "--model a --temperature 0 --inputs rows --out before", "user: about {{topic}}")
     shown = []

@@ -116,6 +116,8 @@ def test_judges_chain_with_scores_and_work_on_history(frame):
 
 
 def test_the_magic_judges_a_notebook_frame(shell, capsys):
+    # one-line errors: %config from an earlier test in this session may have turned tracebacks on
+    shell.run_line_magic("config", "HLSettings.show_traceback = False")
     shell.user_ns["rows"] = VERDICTS[:3]
     shell.run_cell_magic("hlchat", "--model a --temperature 0 --inputs rows --out df", "user: answer {{verdict}}")
     result = shell.run_cell_magic("hlchat_judge", "df --model j --name q --out scored", "user: {{verdict}}")

@@ -21,6 +21,8 @@ _LAZY = {
     # evaluation (issue 12): scores, judges, cost, diffs, reports
     "score": ("scoring", "score"), "judge": ("judging", "judge"), "add_cost": ("pricing", "add_cost"),
     "set_price": ("pricing", "set_price"), "diff": ("diffing", "diff"), "report": ("reporting", "report"),
+    # the experiment loop (issue 13): feedback on logs, experiments that learn from it
+    "feedback": ("learning", "feedback"), "experiment": ("learning", "experiment"),
 }
 __all__ = [*_LAZY, "panel", "load_ipython_extension", "__version__"]
 

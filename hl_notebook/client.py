@@ -413,6 +413,19 @@ class HLClient:
     def logs(self, project_id: str, page: int = 0, size: int = 100) -> dict[str, Any]:
         return self.get("/logs", project_id=project_id, page=page, size=size)
 
+    # -- feedback and experiments (issue 13) ---------------------------------------------------
+    def feedback(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``POST /feedback`` with a list of FeedbackRequests; the FeedbackResponses, in order.
+
+        Retried like any request (connection failures, 429, 503): setting a feedback value twice
+        leaves one feedback, so a repeat is harmless.
+        """
+        return _decode(self.request("POST", "/feedback", items), "POST", "/feedback")
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """``GET /experiments/{id}`` (the local server's): the experiment with its configs' statistics."""
+        return self.get(f"/experiments/{experiment_id}")
+
 
 def _refused(response: requests.Response, method: str, path: str, base_url: str = "") -> HLAPIError:
     """The typed error for an error status (its body read and the response closed). A bare

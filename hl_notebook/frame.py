@@ -215,7 +215,8 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
     Built by columns: each column is one pass over the calls (or the rows, or the distinct
     configs), converted to its dtype at that level and then spread to the rows by position (no
     per-row dicts, no transposing, no second pass through ``conform``); what calls share is
-    computed once (``_SpecParts``).
+    computed once (``_SpecParts``). Columns are lists of plain values, never a tuple per row: a
+    million small containers kept alive make the garbage collector run over and over.
     """
     import numpy as np
 
@@ -225,18 +226,41 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
     samples = [_samples(response) for response in responses]
     counts = [len(entries) for entries in samples]
     entries = [entry for call_entries in samples for entry in call_entries]
-    one_row_each = len(entries) == len(specs)
-    # each row's call (None: row i is call i), and the call on its first row only (-1: none)
-    row_call = None if one_row_each else np.repeat(np.arange(len(specs)), counts)
-    first_rows = None if one_row_each else np.full(len(entries), -1)
-    if first_rows is not None:
+    # each row's call (None: row i is call i), and each row's call on its first row only (-1: none)
+    row_call = first_rows = None
+    if len(entries) != len(specs):
+        row_call = np.repeat(np.arange(len(specs)), counts)
+        first_rows = np.full(len(entries), -1)
         first_rows[np.cumsum([0, *counts[:-1]])] = np.arange(len(specs))
-    row_specs = specs if one_row_each else [specs[call] for call in row_call.tolist()]
+    row_specs = specs if row_call is None else [specs[call] for call in row_call.tolist()]
     shared = _SpecParts(configs or {})
-    usage = [response.get("usage") or _NOTHING for response in responses]
-    errors = [result.error for result in ordered]
     names = _input_names(specs)
-    per_call: dict[str, list[Any]] = {
+    per_call = _call_values(ordered, specs, responses, shared, names)
+    usage = [response.get("usage") or _NOTHING for response in responses]
+    first_row = {column: [use.get(field) for use in usage] for column, field in USAGE_FIELDS.items()}
+    per_row = _row_values(entries, row_specs)
+    numbers = np.array([shared.params(spec, config_id)  # each row's parameter values, by number
+                        for spec, config_id in zip(row_specs, per_row["model_config_id"])], dtype=np.intp)
+    per_config = dict(zip(CONFIG_KEYS, map(list, zip(*shared.param_values)))) if shared.param_values \
+        else dict.fromkeys(CONFIG_KEYS, [])
+    data = {}
+    for name, dtype in columns(names):
+        if name in per_call:
+            data[name] = _spread(_array(per_call[name], dtype), row_call)
+        elif name in first_row:  # usage is the call's: on its first row only
+            data[name] = _spread(_array(first_row[name], dtype), first_rows, fill=True)
+        elif name in per_config:
+            data[name] = _spread(_array(per_config[name], dtype), numbers)
+        else:
+            data[name] = _array(per_row[name], dtype)
+    return _frame(data, len(entries))
+
+
+def _call_values(ordered: list["CallResult"], specs: list[ChatSpec], responses: list[dict[str, Any]],
+                 shared: _SpecParts, names: list[str]) -> dict[str, list[Any]]:
+    """The columns with one value per call."""
+    errors = [result.error for result in ordered]
+    return {
         "call": [result.call for result in ordered], "call_key": [spec.call_key for spec in specs],
         "endpoint": [spec.endpoint for spec in specs], "project": [spec.project for spec in specs],
         "project_id": [response.get("project_id") or spec.project_id for response, spec in zip(responses, specs)],
@@ -248,32 +272,18 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
         "error_type": [None if error is None else type(error).__name__ for error in errors],
         "request": [shared.request(spec) for spec in specs],
     }
-    # usage is the call's: on its first row only
-    first_row = {column: [use.get(field) for use in usage] for column, field in USAGE_FIELDS.items()}
-    # (lists of plain values, no tuple per row: a million small containers kept alive make the
-    # garbage collector run over and over, a fifth of the time)
-    config_ids = [entry.get("model_config_id") or spec.model_config_id for entry, spec in zip(entries, row_specs)]
-    per_row = {
+
+
+def _row_values(entries: list[dict[str, Any]], row_specs: list[ChatSpec]) -> dict[str, list[Any]]:
+    """The columns with one value per sample (``entries``: the samples, ``row_specs``: their calls)."""
+    return {
         "sample": [entry.get("index", 0) for entry in entries], "log_id": [entry.get("id") for entry in entries],
-        "model_config_id": config_ids, "output": [entry.get("output") for entry in entries],
+        "model_config_id": [entry.get("model_config_id") or spec.model_config_id
+                            for entry, spec in zip(entries, row_specs)],
+        "output": [entry.get("output") for entry in entries],
         "finish_reason": [entry.get("finish_reason") for entry in entries],
         "tool_calls": _input_texts([entry.get("tool_calls") for entry in entries]),
     }
-    numbers = np.array([shared.params(spec, config_id) for spec, config_id in zip(row_specs, config_ids)],
-                       dtype=np.intp)
-    per_config = dict(zip(CONFIG_KEYS, map(list, zip(*shared.param_values)))) if shared.param_values \
-        else dict.fromkeys(CONFIG_KEYS, [])
-    data = {}
-    for name, dtype in columns(names):
-        if name in per_call:
-            data[name] = _spread(_array(per_call[name], dtype), row_call)
-        elif name in first_row:
-            data[name] = _spread(_array(first_row[name], dtype), first_rows, fill=True)
-        elif name in per_config:
-            data[name] = _spread(_array(per_config[name], dtype), numbers)
-        else:
-            data[name] = _array(per_row[name], dtype)
-    return _frame(data, len(entries))
 
 
 def _spread(array: Any, positions: Any, fill: bool = False) -> Any:
@@ -289,8 +299,13 @@ def _spread(array: Any, positions: Any, fill: bool = False) -> Any:
 
 
 def _samples(response: dict[str, Any]) -> Sequence[dict[str, Any]]:
+    """The call's samples in index order (the server's list itself when it is: no new list kept)."""
     samples = response.get("data") or _NO_SAMPLE
-    return sorted(samples, key=_sample_index) if len(samples) > 1 else samples
+    if len(samples) > 1:
+        indexes = [entry.get("index", 0) for entry in samples]
+        if indexes != sorted(indexes):
+            return sorted(samples, key=_sample_index)
+    return samples
 
 
 def _sample_index(entry: dict[str, Any]) -> int:

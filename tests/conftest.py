@@ -51,6 +51,8 @@ def shell(ipython, server, monkeypatch):
 
     monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
     monkeypatch.setenv("HUMANLOOP_API_KEY", server.api_key)
+    # %config writes into the shell's config too, and a new HLSettings reads it from there: start clean
+    ipython.config.pop("HLSettings", None)
     settings = HLSettings.instance(parent=ipython)
     settings.provider = "mock"  # the server process is not "embedded", so say what it serves
     if settings not in ipython.configurables:

@@ -25,6 +25,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     from .idempotency import InFlight
     from .errors import install_error_handlers
     from .limits import BodySizeLimit
+    from .providers.upstream import Upstreams
     from .store import Store
 
     @asynccontextmanager
@@ -34,12 +35,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.admin_threads
         routes_chat.chat_limiter(app)
         yield
+        app.state.upstreams.cancel()  # pass-through calls still waiting on an upstream end now
 
     app = FastAPI(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.settings = settings
     app.state.store = Store(settings.db_path, experiment_seed=settings.experiment_seed)
     app.state.in_flight = InFlight()  # Idempotency-Keys of the chat calls running now
+    app.state.upstreams = Upstreams(settings.upstream_timeout)  # pass-through connections, cut at shutdown
     install_error_handlers(app)
     app.include_router(routes_chat.router, prefix=API_PREFIX)
     app.include_router(routes_admin.router, prefix=API_PREFIX)

@@ -13,7 +13,7 @@ import socket
 import sys
 from typing import Any
 
-from .settings import DEFAULT_DB, DEFAULT_MAX_BODY_BYTES, ServerSettings, env_api_key
+from .settings import DEFAULT_DB, DEFAULT_MAX_BODY_BYTES, DEFAULT_UPSTREAM_TIMEOUT, ServerSettings, env_api_key
 
 
 def _is_loopback(host: str) -> bool:
@@ -34,6 +34,15 @@ def _mock_ms(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _upstream_seconds(text: str) -> float:
+    from .providers.upstream import timeout_seconds
+
+    try:
+        return timeout_seconds(float(text))  # type: ignore[return-value]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hl_notebook.server",
                                      description="Local server speaking the Humanloop v4 chat API.")
@@ -46,6 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="simulated latency of the mock provider per call (0 to 60000 ms)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help="largest accepted request body")
+    parser.add_argument("--upstream-timeout", type=_upstream_seconds, default=DEFAULT_UPSTREAM_TIMEOUT,
+                        help="seconds a pass-through call (openai, anthropic) waits for the upstream's next byte "
+                             f"before it fails with 504 (default {DEFAULT_UPSTREAM_TIMEOUT:g}; "
+                             "a config's other.timeout wins)")
     parser.add_argument("--faults", action="store_true",
                         help="enable fault injection (X-HL-Fault header, --fault-rates); for testing only")
     parser.add_argument("--fault-rates", default="", help="server-wide fault rates, e.g. 500=0.1,429=0.05,drop=0.02")
@@ -84,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = ServerSettings(api_key=api_key, db_path=args.db, mock_latency_ms=args.mock_latency_ms,
                               max_body_bytes=args.max_body_bytes, faults=args.faults, fault_rates=rates,
                               fault_seed=args.fault_seed, fault_retry_after=args.fault_retry_after,
-                              experiment_seed=args.experiment_seed)
+                              experiment_seed=args.experiment_seed,
+                              upstream_timeout=args.upstream_timeout)
     # proto=IPPROTO_TCP: asyncio turns on TCP_NODELAY for accepted connections only then; without
     # it a kept-alive response body waits for the client's delayed ACK (~40 ms a request)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,
@@ -94,13 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     sock.listen(2048)  # connections queue from now on, so the URL printed below is usable at once
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     logging.basicConfig(level=logging.INFO)
     print(f"hl_notebook server at http://{shown}:{port}{API_PREFIX}", flush=True)
 
     class QuietServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM or self.force_exit:
+                # uvicorn waits for running requests before the app's lifespan ends: a call whose
+                # upstream hangs would hold SIGTERM for as long, so its connection is cut now
+                app.state.upstreams.cancel()
             if self.force_exit:  # a second Ctrl-C cancels the requests still running: no tracebacks for that
                 logging.getLogger("uvicorn.error").disabled = True
 

@@ -17,6 +17,7 @@ from .errors import BadRequest, MissingVariables
 from .ids import new_id
 from .providers import get_provider
 from .providers.base import Generation, ProviderCall, ProviderError, StreamDelta, StreamUsage
+from .providers.upstream import Upstreams
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ModelConfigChatRequest)
 from .store import NotFound, PendingLog, Store, project_id_for
@@ -134,10 +135,12 @@ class ChatRun:
     """One chat call from resolved target to stored logs and a response body."""
 
     def __init__(self, store: Store, endpoint: str, body: ChatRequestBase, mock_latency_ms: float,
-                 idempotency: tuple[str, str] | None = None) -> None:
-        """``idempotency``: the call's (key, request hash); a completed call is stored under it."""
+                 idempotency: tuple[str, str] | None = None, upstreams: Upstreams | None = None) -> None:
+        """``idempotency``: the call's (key, request hash); a completed call is stored under it.
+        ``upstreams``: the app's pass-through connections (their timeout; cut at shutdown)."""
         self.store, self.endpoint, self.body = store, endpoint, body
         self.idempotency = idempotency
+        self.upstreams = upstreams
         self.mock_latency_ms = mock_latency_ms
         self.target = resolve(store, body)
         self.groups = groups(self.target, body)
@@ -147,7 +150,8 @@ class ChatRun:
         self.streamed: dict[int, str] = {}  # text streamed so far, per sample
 
     def _provider(self, group: Group):  # noqa: ANN202 - Provider protocol
-        return get_provider(group.params.get("provider", "openai"), mock_latency_ms=self.mock_latency_ms)
+        return get_provider(group.params.get("provider", "openai"), mock_latency_ms=self.mock_latency_ms,
+                            upstreams=self.upstreams)
 
     def _messages_for(self, index: int) -> list[dict[str, Any]]:
         for group in self.groups:
@@ -210,7 +214,7 @@ class ChatRun:
         results: dict[int, Generation] = {}
         responses: list[Any] = []
         request: dict[str, Any] | None = None
-        prompt_tokens = generation_tokens = 0
+        counts: list[tuple[int | None, int | None]] = []
         with self._failure_logged():
             for group in self.groups:
                 result = self._provider(group).complete(provider_call(group, self.body))
@@ -218,9 +222,8 @@ class ChatRun:
                     results[index] = generation
                 responses.extend(result.provider_responses)
                 request = request or result.provider_request
-                prompt_tokens += result.prompt_tokens
-                generation_tokens += result.generation_tokens
-        usage = usage_dict(prompt_tokens, generation_tokens)
+                counts.append((result.prompt_tokens, result.generation_tokens))
+        usage = _usage(counts)
         outcomes = {i: (g.text, g.finish_reason, None) for i, g in results.items()}
 
         def respond(session_id: str | None) -> dict[str, Any]:
@@ -270,13 +273,14 @@ class ChatRun:
 
     def _events(self, first: Any, source: Iterator[Any]) -> Iterator[dict[str, Any]]:
         finals: dict[int, StreamDelta] = {}
-        prompt_tokens = generation_tokens = 0
+        counts: list[tuple[int | None, int | None]] = []
+        responses: list[Any] = []
         request: dict[str, Any] | None = None
         try:
             for item in itertools.chain([first] if first is not None else [], source):
                 if isinstance(item, StreamUsage):
-                    prompt_tokens += item.prompt_tokens
-                    generation_tokens += item.generation_tokens
+                    counts.append((item.prompt_tokens, item.generation_tokens))
+                    responses.extend(item.provider_responses)
                     request = request or item.provider_request
                     continue
                 self.streamed[item.index] = self.streamed.get(item.index, "") + item.text
@@ -284,14 +288,14 @@ class ChatRun:
                     finals[item.index] = item
                 if item.text or item.finish_reason is None:
                     yield self._event(item.index, item.text, None, None, None)
-            usage = usage_dict(prompt_tokens, generation_tokens)
+            usage = _usage(counts)
             outcomes = {i: (self.streamed.get(i, ""), finals[i].finish_reason if i in finals else "stop", None)
                         for i in range(self.body.num_samples)}
 
             def respond(session_id: str | None) -> dict[str, Any]:  # the call as a plain response, for replays
                 data = [self._entry(i, outcomes[i][0] or "", outcomes[i][1],
                                     finals[i].tool_calls if i in finals else None) for i in sorted(outcomes)]
-                return envelope(self.body, self.target.project_id, session_id, data, usage, request, [])
+                return envelope(self.body, self.target.project_id, session_id, data, usage, request, responses)
 
             session_id = self.store_logs(outcomes, usage, respond if self.idempotency else None)[0]
         except Exception as exc:  # a provider error, or a bug: the spec's error event and a log, never a cut stream
@@ -301,7 +305,7 @@ class ChatRun:
             final = finals.get(index)
             event = self._event(index, "", outcomes[index][1], self.streamed.get(index, ""),
                                 final.tool_calls if final else None)
-            event.update(usage=usage, session_id=session_id, provider_request=request)
+            event.update(usage=usage, session_id=session_id, provider_request=request, provider_responses=responses)
             yield event
 
     def fail_stream(self, exc: Exception) -> dict[str, Any]:
@@ -333,6 +337,14 @@ class ChatRun:
         session_id = self.body.session_id or (self.store.session_id_for(self.body.session_reference_id)
                                               if self.body.session_reference_id else None)
         return envelope(self.body, self.target.project_id, session_id, [entry], None, None, [])
+
+
+def _usage(counts: list[tuple[int | None, int | None]]) -> dict[str, int] | None:
+    """The call's usage: the providers' counts summed over its groups; null (spec §6 allows it)
+    when any count is unknown, because a partial sum would read as the whole."""
+    if any(prompt is None or generated is None for prompt, generated in counts):
+        return None
+    return usage_dict(sum(p for p, _ in counts), sum(g for _, g in counts))  # type: ignore[misc]
 
 
 def internal_error(exc: BaseException) -> ProviderError:

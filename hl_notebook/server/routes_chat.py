@@ -51,7 +51,8 @@ def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
     state = request.app.state
     key = idempotency.checked_key(request.headers.get(idempotency.HEADER))
     if key is None:
-        return _respond(request, ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms), None)
+        run = ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms, upstreams=state.upstreams)
+        return _respond(request, run, None)
     digest = idempotency.request_hash(endpoint, body)
     replay = _replay(request, key, digest, body.stream)
     if replay is not None:
@@ -62,7 +63,8 @@ def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
         if replay is not None:
             state.in_flight.leave(key)
             return replay
-        run = ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms, idempotency=(key, digest))
+        run = ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms, idempotency=(key, digest),
+                      upstreams=state.upstreams)
         return _respond(request, run, lambda: state.in_flight.leave(key))
     except BaseException:
         state.in_flight.leave(key)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEFAULT_DB = Path.home() / ".hl_notebook" / "server.sqlite"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_UPSTREAM_TIMEOUT = 120.0  # seconds a pass-through call waits for the upstream's next byte
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ServerSettings:
     fault_rates: dict[str, float] | None = None
     fault_seed: int = 0
     fault_retry_after: str = "1"
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT  # --upstream-timeout; a config's other.timeout wins
     experiment_seed: int | None = None  # --experiment-seed: reproducible experiment sampling (tests, demos)
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks

@@ -5,17 +5,20 @@ Why: pass-through providers are tested against real sockets speaking each provid
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
+import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 STARTUP_TIMEOUT = 10.0
+HANG_LIMIT = 60.0  # a "hang" model waits at most this long for its client to leave
 
 
 class _Server(uvicorn.Server):
@@ -86,27 +89,53 @@ def provider_app(path: str, *, refuse: Callable[[Request, dict[str, Any]], Respo
                  events: Callable[[dict[str, Any]], Iterator[str]]) -> FastAPI:
     """A fake provider endpoint ``POST path``, the plumbing both fakes share.
 
-    Every request body is appended to ``app.state.requests`` first. Then ``refuse`` may answer (a
-    wrong key, a request the real API rejects, a failure picked by the model name); otherwise a body
-    with ``stream: true`` gets the SSE text of ``events``, and any other ``answer`` (a response, or
-    a dict sent as JSON).
+    Every request body is appended to ``app.state.requests`` and its headers to ``app.state.headers``
+    first. Then ``refuse`` may answer (a wrong key, a request the real API rejects, a failure picked
+    by the model name); otherwise a body with ``stream: true`` gets the SSE text of ``events``, and
+    any other ``answer`` (a response, or a dict sent as JSON). Two models never finish, for timeout
+    and shutdown tests: ``hang`` sends nothing at all, ``hang-stream`` streams up to the first text
+    and then nothing; both stop waiting when the client leaves (or after HANG_LIMIT seconds).
     """
     app = FastAPI()
     app.state.requests = []
+    app.state.headers = []
 
     @app.post(path)
     async def endpoint(request: Request) -> Response:
         body = await request.json()
         app.state.requests.append(body)
+        app.state.headers.append(dict(request.headers))
         refused = refuse(request, body)
         if refused is not None:
             return refused
+        if body.get("model") == "hang":
+            await _until_gone(request)
+            return Response(status_code=504)
         if body.get("stream"):
-            return StreamingResponse(events(body), media_type="text/event-stream")
+            chunks = events(body)
+            if body.get("model") == "hang-stream":
+                return StreamingResponse(_stall(chunks, request), media_type="text/event-stream")
+            return StreamingResponse(chunks, media_type="text/event-stream")
         answered = answer(body)
         return answered if isinstance(answered, Response) else JSONResponse(answered)
 
     return app
+
+
+async def _until_gone(request: Request) -> None:
+    """Wait until the client disconnects (at most HANG_LIMIT seconds)."""
+    deadline = time.monotonic() + HANG_LIMIT
+    while time.monotonic() < deadline and not await request.is_disconnected():
+        await asyncio.sleep(0.05)
+
+
+async def _stall(chunks: Iterator[str], request: Request) -> AsyncIterator[str]:
+    """``chunks`` up to and including the first one carrying text (``echo``), then silence."""
+    for chunk in chunks:
+        yield chunk
+        if "echo" in chunk:
+            break
+    await _until_gone(request)
 
 
 def text_of(content: Any) -> str:

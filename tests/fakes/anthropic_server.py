@@ -5,7 +5,9 @@ Why: lets the Anthropic pass-through be tested over real HTTP. Like the real API
 messages. The model name picks the behaviour: ``fail-429`` (Retry-After: 2), ``fail-500``,
 ``fail-529`` (overloaded), ``fail-404``, ``tool`` (text then a tool_use block), ``cut-stream``
 (closes after two deltas), ``error-stream`` (an error event mid-stream); any other model answers
-``echo: <last user text>``.
+``echo: <last user text>``; ``no-usage`` reports no usage. Made with ``api_key=None`` it is a
+keyless local server (as llama.cpp's llama-server is by default). ``hang`` and ``hang-stream`` never
+finish (see ``provider_app``).
 """
 from __future__ import annotations
 
@@ -72,8 +74,10 @@ def _events(body: dict[str, Any]) -> Iterator[str]:
     """message_start, ping, per block start/deltas/stop, message_delta, message_stop."""
     model = body["model"]
     blocks, reason, usage = _answer(body)
-    message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [],
+    message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": f"served-{model}", "content": [],
                "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+    if model == "no-usage":
+        del message["usage"]
     yield _event({"type": "message_start", "message": message})
     yield _event({"type": "ping"})
     sent = 0
@@ -95,22 +99,28 @@ def _events(body: dict[str, Any]) -> Iterator[str]:
             yield _event({"type": "content_block_delta", "index": index, "delta": delta})
             sent += 1
         yield _event({"type": "content_block_stop", "index": index})
-    yield _event({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
-                  "usage": {"output_tokens": usage["output_tokens"]}})
+    delta = {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
+             "usage": {"output_tokens": usage["output_tokens"]}}
+    if model == "no-usage":
+        del delta["usage"]
+    yield _event(delta)
     yield _event({"type": "message_stop"})
 
 
 def _message(body: dict[str, Any]) -> dict[str, Any]:
     blocks, reason, usage = _answer(body)
-    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"], "content": blocks,
-            "stop_reason": reason, "stop_sequence": None, "usage": usage}
+    message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": f"served-{body['model']}",
+               "content": blocks, "stop_reason": reason, "stop_sequence": None, "usage": usage}
+    if body["model"] == "no-usage":
+        del message["usage"]
+    return message
 
 
-def create_app(api_key: str) -> FastAPI:
+def create_app(api_key: str | None) -> FastAPI:
     """The fake; every request body received is appended to ``app.state.requests``."""
 
     def refuse(request: Request, body: dict[str, Any]) -> Response | None:
-        if request.headers.get("x-api-key") != api_key:
+        if api_key is not None and request.headers.get("x-api-key") != api_key:
             return _error(401, "authentication_error", "invalid x-api-key")
         problem = _invalid(request, body)
         if problem:

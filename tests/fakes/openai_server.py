@@ -3,10 +3,13 @@
 Why: lets the OpenAI pass-through be tested over real HTTP. The model name picks the behaviour:
 ``fail-429`` (429, Retry-After: 2), ``fail-500``, ``fail-404`` (unknown model), ``tool`` (calls the
 first tool), ``cut-stream`` (closes after two deltas), ``error-stream`` (an error event mid-stream),
-``no-usage`` (never reports usage), ``crlf`` (CRLF line ends), ``nan-usage`` (usage counts are
+``no-usage`` (never reports usage), ``ignore-n`` (one choice whatever ``n`` asks, as llama-cpp-python's
+server answers; ``ignore-n-no-usage`` also reports no usage), ``crlf`` (CRLF line ends), ``nan-usage`` (usage counts are
 ``NaN``/``Infinity``, and the text holds a lone surrogate escape: JSON Python reads, but cannot
 write back), ``number-delta`` (a stream delta whose content is a number); any other model answers
-``echo: <last user text>``. A wrong key is echoed in the 401 message, to exercise redaction.
+``echo: <last user text>``. A wrong key is echoed in the 401 message, to exercise redaction; made
+with ``api_key=None`` it is a keyless local server that takes any request. ``hang`` and ``hang-stream``
+never finish (see ``provider_app``).
 """
 from __future__ import annotations
 
@@ -41,9 +44,15 @@ def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None
     return text, FINISH[why], None
 
 
-def _usage(body: dict[str, Any], text: str, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _choices(body: dict[str, Any]) -> int:
+    return 1 if "ignore-n" in body.get("model", "") else body.get("n", 1)
+
+
+def _usage(body: dict[str, Any], text: str, calls: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    if "no-usage" in body.get("model", ""):
+        return None
     prompt = count_words(*(text_of(m.get("content")) for m in body.get("messages") or []))
-    completion = body.get("n", 1) * count_words(text, *(c["function"]["arguments"] for c in calls or []))
+    completion = _choices(body) * count_words(text, *(c["function"]["arguments"] for c in calls or []))
     if body.get("model") == "nan-usage":
         return {"prompt_tokens": float("nan"), "completion_tokens": float("inf"), "total_tokens": float("-inf")}
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -60,20 +69,22 @@ def _completion(body: dict[str, Any]) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = calls
     choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
-               for i in range(body.get("n", 1))]
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": choices, "usage": _usage(body, text, calls)}
+               for i in range(_choices(body))]
+    answer = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": f"served-{body['model']}",
+              "choices": choices}
+    usage = _usage(body, text, calls)
+    return answer if usage is None else {**answer, "usage": usage}
 
 
 def _chunks(body: dict[str, Any]) -> Iterator[str]:
     """The SSE body: per-choice chunks interleaved, finish chunks, usage chunk, ``[DONE]``."""
-    model, n = body["model"], body.get("n", 1)
-    include_usage = (body.get("stream_options") or {}).get("include_usage") and model != "no-usage"
+    model, n = body["model"], _choices(body)
+    include_usage = (body.get("stream_options") or {}).get("include_usage") and "no-usage" not in model
     end = "\r\n" if model == "crlf" else "\n"
     text, finish, calls = _answer(body)
 
     def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
-        data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+        data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": f"served-{model}",
                 "choices": choices}
         if include_usage:
             data["usage"] = usage
@@ -117,12 +128,12 @@ FAILURES = {
 }
 
 
-def create_app(api_key: str) -> FastAPI:
+def create_app(api_key: str | None) -> FastAPI:
     """The fake; every request body received is appended to ``app.state.requests``."""
 
     def refuse(request: Request, body: dict[str, Any]) -> Response | None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if given != api_key:
+        if api_key is not None and given != api_key:
             return _error(401, f"Incorrect API key provided: {given}.", "invalid_request_error", "invalid_api_key")
         if body.get("model") in FAILURES:
             return _error(*FAILURES[body["model"]])

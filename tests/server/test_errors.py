@@ -178,16 +178,18 @@ def test_unknown_route_and_wrong_method_are_json(server):
 
 # -- provider failures (decisions table: §8 object; the failed call is logged) -----------------------
 @pytest.mark.parametrize("stream", [False, True])
-def test_unreachable_provider_is_503_and_logged_with_its_error_and_no_key(server, stream):
+def test_unreachable_provider_is_502_and_logged_with_its_error_and_no_key(server, stream):
+    """502 ``upstream_unreachable``, not 503: the client retries 503s (issue 16.4, docs/v4-decisions.md)."""
     project = unique("unreachable")
     config = {"model": "gpt-test", "provider": "openai", "other": {"base_url": closed_port_url() + "/v1"}}
     body = {"project": project, "model_config": config, "messages": HELLO, "num_samples": 2, "stream": stream,
             "provider_api_keys": {"openai": CANARY}, "inputs": {"kept": "yes"}}
     response = send(server, "POST", "/chat", body)
-    detail = assert_json_error(response, 503)["detail"]
+    detail = assert_json_error(response, 502)["detail"]
     assert set(detail) == {"type", "message", "code", "origin"}
-    assert detail["code"] == 503 and detail["origin"] == "OpenAI"
-    assert isinstance(detail["type"], str) and detail["message"]
+    assert detail["code"] == 502 and detail["origin"] == "OpenAI"
+    assert detail["type"] == "upstream_unreachable" and detail["message"]
+    assert "Retry-After" not in response.headers
     assert CANARY not in response.text
 
     projects = {p["name"]: p["id"] for p in server.get("/projects", params={"size": 1000}).json()["records"]}

@@ -12,7 +12,8 @@ from hl_notebook.server.providers.base import (
     Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage,
 )
 from hl_notebook.server.providers.upstream import (
-    Upstream, count, estimate_tokens, extra_params, read_timeout, resolve_base, resolve_key,
+    DEFAULT_UPSTREAMS, Upstream, Upstreams, count, extra_params, gather, public_url, read_timeout, resolve_base,
+    resolve_key, total,
 )
 from hl_notebook.template import text_parts
 
@@ -23,10 +24,21 @@ STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "leng
 TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
 
 
-def _prompt_tokens(usage: dict[str, Any]) -> int:
-    """Input tokens including prompt-cache reads and writes, which Anthropic reports apart."""
+def _prompt_tokens(usage: dict[str, Any]) -> int | None:
+    """Input tokens including prompt-cache reads and writes, which Anthropic reports apart; None
+    when no input count was reported."""
+    if count(usage, "input_tokens") is None:
+        return None
     names = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(count(usage, name, 0) for name in names)
+    return sum(count(usage, name) or 0 for name in names)
+
+
+def _route_hint(base: str) -> str:
+    """What to say when ``{base}/v1/messages`` is no endpoint."""
+    rule = "Anthropic base URLs do not end in /v1 (/v1/messages is added)"
+    if base.endswith("/v1"):
+        return f"{rule}: try other.base_url={public_url(base[:-3])}"
+    return f"{rule}; is other.base_url the server's root?"
 
 
 def _tool_call(block_id: str, name: str, arguments: str) -> dict[str, Any]:
@@ -82,46 +94,53 @@ class AnthropicProvider:
     """``provider: "anthropic"``: the rendered call sent to ``{base}/v1/messages``.
 
     Base URL: ``other.base_url``, else ``ANTHROPIC_BASE_URL``, else api.anthropic.com. Key: the body's
-    ``provider_api_keys.anthropic``, else ``ANTHROPIC_API_KEY`` (header only). Anthropic has no ``n``,
-    so ``num_samples`` calls are made one after another: one provider response per call, usage summed.
+    ``provider_api_keys.anthropic``, else ``ANTHROPIC_API_KEY`` (header only; at another base URL,
+    such as a local llama-server, none is needed and then none is sent). Anthropic has no ``n``, so
+    ``num_samples`` are ``num_samples`` requests: at once when not streaming, one after another when
+    streaming; one provider response per request, usage summed (None if any request reported none).
     """
 
     origin = "Anthropic"
 
+    def __init__(self, upstreams: Upstreams = DEFAULT_UPSTREAMS) -> None:
+        self.upstreams = upstreams
+
     def complete(self, call: ProviderCall) -> ProviderResult:
         upstream, body = self._upstream(call), self._body(call)
-        generations, responses, prompt, generated = [], [], 0, 0
-        for index in range(call.num_samples):
+
+        def one() -> dict[str, Any]:
             with upstream.post(body) as response:
-                data = upstream.json(response)
-            generation = self._generation(index, data)
-            generations.append(generation)
-            responses.append(upstream.redact(data))
-            usage = data.get("usage") or {}
-            estimate = estimate_tokens(call.messages, [generation.text])
-            prompt += _prompt_tokens(usage) if count(usage, "input_tokens", -1) >= 0 else estimate[0]
-            generated += count(usage, "output_tokens", estimate[1])
-        return ProviderResult(generations, prompt, generated, upstream.redact(body), responses)
+                return upstream.json(response)
+
+        answers = gather([one] * call.num_samples)
+        generations = [self._generation(index, data) for index, data in enumerate(answers)]
+        usages = [data.get("usage") or {} for data in answers]
+        return ProviderResult(generations, total([_prompt_tokens(u) for u in usages]),
+                              total([count(u, "output_tokens") for u in usages]), upstream.redact(body),
+                              [upstream.redact(data) for data in answers])
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta | StreamUsage]:
         """Samples are streamed one after another (index 0..n-1), then one summed StreamUsage."""
         upstream, body = self._upstream(call), {**self._body(call), "stream": True}
-        prompt = generated = 0
+        prompt: list[int | None] = []
+        generated: list[int | None] = []
+        responses: list[dict[str, Any]] = []
         for index in range(call.num_samples):
-            usage: dict[str, int] = {}
-            texts: list[str] = []
-            yield from self._stream_sample(upstream, body, index, usage, texts)
-            estimate = estimate_tokens(call.messages, texts)
-            prompt += usage.get("prompt", estimate[0])
-            generated += usage.get("generated", estimate[1])
-        yield StreamUsage(prompt, generated, upstream.redact(body))
+            usage: dict[str, int | None] = {"prompt": None, "generated": None}
+            message: dict[str, Any] = {}
+            yield from self._stream_sample(upstream, body, index, usage, message)
+            prompt.append(usage["prompt"])
+            generated.append(usage["generated"])
+            responses.append(upstream.redact(message))
+        yield StreamUsage(total(prompt), total(generated), upstream.redact(body), responses)
 
     def _stream_sample(self, upstream: Upstream, body: dict[str, Any], index: int,
-                       usage: dict[str, int], texts: list[str]) -> Iterator[StreamDelta]:
+                       usage: dict[str, int | None], message: dict[str, Any]) -> Iterator[StreamDelta]:
         """One streamed call: text deltas, then a final delta with finish_reason and tool calls.
 
-        Fills ``usage`` (prompt, generated) and ``texts`` for the caller; raises if the stream
-        ends before ``message_stop``.
+        Fills ``usage`` (prompt, generated: as reported, else left None) and ``message`` (the
+        ``message_start`` message, with the final stop reason and usage) for the caller; raises if
+        the stream ends before ``message_stop``.
         """
         blocks: dict[int, dict[str, Any]] = {}
         reason = None
@@ -129,37 +148,37 @@ class AnthropicProvider:
             for event in upstream.events(response):
                 kind = event.get("type")
                 if kind == "message_start":
-                    reported = (event.get("message") or {}).get("usage") or {}
-                    if count(reported, "input_tokens", -1) >= 0:
-                        usage["prompt"] = _prompt_tokens(reported)
+                    message.update(event.get("message") or {})
+                    usage["prompt"] = _prompt_tokens(message.get("usage") or {})
                 elif kind == "content_block_start":
                     blocks[event.get("index", len(blocks))] = {**event.get("content_block", {}), "json": ""}
                 elif kind == "content_block_delta":
                     delta = event.get("delta") or {}
                     if delta.get("type") == "text_delta":
-                        texts.append(delta.get("text", ""))
                         yield StreamDelta(index, delta.get("text", ""))
                     elif delta.get("type") == "input_json_delta":
                         blocks[event.get("index", 0)]["json"] += delta.get("partial_json", "")
                 elif kind == "message_delta":
                     reason = (event.get("delta") or {}).get("stop_reason") or reason
-                    if count(event.get("usage") or {}, "output_tokens", -1) >= 0:
-                        usage["generated"] = event["usage"]["output_tokens"]
+                    reported = event.get("usage") or {}
+                    if count(reported, "output_tokens") is not None:
+                        usage["generated"] = count(reported, "output_tokens")
+                        message["usage"] = {**(message.get("usage") or {}), **reported}
                 elif kind == "message_stop":
                     calls = [_tool_call(b.get("id"), b.get("name"), b["json"] or json.dumps(b.get("input") or {}))
                              for _, b in sorted(blocks.items()) if b.get("type") == "tool_use"]
-                    texts.extend(c["function"]["arguments"] for c in calls)
+                    message["stop_reason"] = reason
                     yield StreamDelta(index, "", STOP_REASONS.get(reason, reason), calls or None)
                     return
         raise upstream.cut_off()
 
     def _upstream(self, call: ProviderCall) -> Upstream:
         other = call.config.get("other") or {}
-        key = resolve_key(call, "anthropic", "ANTHROPIC_API_KEY", self.origin)
         base = resolve_base(other, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
-        headers = {"x-api-key": key, "anthropic-version": API_VERSION}
-        return Upstream(f"{base}/v1/messages", headers, key, self.origin,
-                        read_timeout(other), overloaded=frozenset({503, 529}))
+        key = resolve_key(call, "anthropic", "ANTHROPIC_API_KEY", self.origin, required=base == DEFAULT_BASE_URL)
+        headers = {"anthropic-version": API_VERSION, **({"x-api-key": key} if key else {})}
+        return Upstream(f"{base}/v1/messages", headers, key, self.origin, read_timeout(other, self.upstreams.timeout),
+                        overloaded=frozenset({503, 529}), route_hint=_route_hint(base), upstreams=self.upstreams)
 
     @staticmethod
     def _body(call: ProviderCall) -> dict[str, Any]:

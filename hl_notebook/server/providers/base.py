@@ -48,12 +48,14 @@ class Generation:
 class ProviderResult:
     """A completed call: one Generation per sample plus usage and the raw provider payloads.
 
+    Token counts are the provider's own, summed over every upstream request the call made; None
+    when any of them went unreported (then the response's ``usage`` is null, never an estimate).
     ``provider_request`` must never contain a key (it is returned to the caller and stored).
     """
 
     generations: list[Generation]
-    prompt_tokens: int
-    generation_tokens: int
+    prompt_tokens: int | None
+    generation_tokens: int | None
     provider_request: dict[str, Any] = field(default_factory=dict)
     provider_responses: list[Any] = field(default_factory=list)
 
@@ -70,18 +72,22 @@ class StreamDelta:
 
 @dataclass
 class StreamUsage:
-    """Sent once, after all deltas, when the provider reports usage (or it was counted)."""
+    """Sent once, after all deltas: the provider's token counts (None when it reported none) and
+    what was sent; ``provider_responses`` holds what the provider said about each request besides
+    the text (its ``model``, ids, usage), as the non-streaming ``provider_responses`` would."""
 
-    prompt_tokens: int
-    generation_tokens: int
+    prompt_tokens: int | None
+    generation_tokens: int | None
     provider_request: dict[str, Any] = field(default_factory=dict)
+    provider_responses: list[Any] = field(default_factory=list)
 
 
 class ProviderError(Exception):
     """A provider failure, mapped onto the spec §8 object ``{type, message, code, origin}``.
 
     ``status`` is the HTTP status the chat endpoint answers with (auth -> 401, rate limit -> 429,
-    unreachable -> 503, other -> 502, invalid request -> 422). ``message`` must hold no key.
+    overloaded -> 503, unreachable or cancelled -> 502, timed out -> 504, other -> 502, invalid
+    request -> 422). ``message`` must hold no key.
     """
 
     def __init__(self, message: str, *, status: int = 502, type: str = "provider_error",
@@ -100,7 +106,9 @@ class ProviderError(Exception):
 class Provider(Protocol):
     """A model backend. Both methods are synchronous and run on the server's worker threads."""
 
-    def complete(self, call: ProviderCall) -> ProviderResult: ...
+    def complete(self, call: ProviderCall) -> ProviderResult:
+        """Exactly ``call.num_samples`` generations, indices 0..n-1."""
+        ...
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta | StreamUsage]:
         """Yield deltas (samples may interleave), each sample ending with a finish_reason delta,

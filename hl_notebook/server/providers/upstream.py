@@ -10,19 +10,27 @@ import json
 import math
 import os
 import re
+import socket
 import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit
+from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 from hl_notebook.server.providers.base import ProviderCall, ProviderError
-from hl_notebook.template import text_parts
 from hl_notebook.wire import parse_retry_after, sse_data
 
+T = TypeVar("T")
+
 CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 600.0
+DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the upstream; --upstream-timeout, other.timeout
 MAX_TIMEOUT = 3600.0  # other.timeout above this is refused (and huge floats overflow socket timeouts)
 CONTROL_KEYS = frozenset({"base_url", "timeout"})  # ours, never sent upstream (nor mock_*)
 # error types an upstream may put in a mid-stream error event -> (our status, our type)
@@ -32,10 +40,9 @@ STREAM_ERRORS = {
     "authentication_error": (401, "authentication_error"),
     "invalid_request_error": (422, "unprocessable_entity_error"),
 }
+GENERIC_NOT_FOUND = frozenset({"not found", "file not found", "method not allowed"})  # a route, not a model
 
 SURROGATE = re.compile("[\ud800-\udfff]")
-
-_local = threading.local()
 
 
 def _finite(text: str) -> float | None:
@@ -68,18 +75,118 @@ def decode_json(data: bytes | str) -> Any:
     return value
 
 
-def count(usage: dict[str, Any], key: str, fallback: int) -> int:
-    """A token count the upstream reported under ``key``, else ``fallback`` (also when the value is
-    null, negative or not an integer)."""
+def count(usage: dict[str, Any], key: str) -> int | None:
+    """A token count the upstream reported under ``key``; None when it did not (absent, null,
+    negative or not an integer): an unknown count stays unknown, never a guess."""
     value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else fallback
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _session() -> requests.Session:
-    """One session per worker thread (pitfall 7: Session is not documented thread-safe)."""
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
+def total(counts: list[int | None]) -> int | None:
+    """The sum of per-call counts, or None when any call's count is unknown (a partial sum would
+    read as the call's total)."""
+    return None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
+
+
+def gather(calls: list[Callable[[], T]]) -> list[T]:
+    """Run ``calls`` at once on threads of their own and return their results in order; the first
+    failure (in order) is raised after all have ended.
+
+    Why: extra samples an upstream did not return (it ignored ``n``) are asked for in ``n=1`` calls,
+    and waiting for them one after another would multiply the call's latency. Each thread has its
+    own session (pitfall 7).
+    """
+    if len(calls) == 1:
+        return [calls[0]()]
+    with ThreadPoolExecutor(max_workers=min(len(calls), 8), thread_name_prefix="upstream") as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """Wake whatever thread is blocked on ``sock`` (a ``shutdown``, unlike ``close``, does)."""
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class Upstreams:
+    """The upstream connections of one app: their default read timeout, and the switch that cuts
+    every one of them when the app stops.
+
+    Why: a model server that accepted a request and never answers holds a chat worker thread in
+    ``recv``; uvicorn waits for running requests before it ends the app, so SIGTERM hung for as long
+    as the upstream did. ``cancel()`` shuts every socket these sessions opened, which wakes those
+    threads at once; their calls end as logged ``upstream_cancelled`` errors.
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.cancelled = threading.Event()
+        self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def session(self) -> requests.Session:
+        """This thread's session (pitfall 7: Session is not documented thread-safe)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            adapter = _TrackingAdapter(self._track)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        return session
+
+    def cancel(self) -> None:
+        """Cut every upstream connection, now and from now on (idempotent)."""
+        with self._lock:
+            self.cancelled.set()
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection.sock)
+
+    def _track(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.add(connection)
+            if not self.cancelled.is_set():
+                return
+        _shut(connection.sock)
+
+
+class _TrackingAdapter(HTTPAdapter):
+    """An adapter whose connections report themselves, once connected, to ``track``."""
+
+    def __init__(self, track: Callable[[HTTPConnection], None]) -> None:
+        self._on_connect = track
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        track = self._on_connect
+
+        class Connection(HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                track(self)
+
+        class TLSConnection(HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                track(self)
+
+        class Pool(HTTPConnectionPool):
+            ConnectionCls = Connection
+
+        class TLSPool(HTTPSConnectionPool):
+            ConnectionCls = TLSConnection
+
+        self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+
+
+DEFAULT_UPSTREAMS = Upstreams()  # providers built without an app (direct use, tests)
 
 
 def extra_params(other: dict[str, Any]) -> dict[str, Any]:
@@ -87,13 +194,18 @@ def extra_params(other: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in other.items() if k not in CONTROL_KEYS and not k.startswith("mock_")}
 
 
-def resolve_key(call: ProviderCall, provider: str, env: str, origin: str) -> str:
-    """The per-call key, else the server's env var; a missing key is the caller's 401."""
+def resolve_key(call: ProviderCall, provider: str, env: str, origin: str, *, required: bool = True) -> str | None:
+    """The per-call key, else the server's env var.
+
+    A missing key is the caller's 401 only when ``required`` (the provider's own public URL); a
+    local or self-hosted server at another base URL may need none, and then none is sent.
+    """
     key = call.api_keys.get(provider) or os.environ.get(env)
-    if not key:
-        raise ProviderError(f"no {origin} API key: pass provider_api_keys.{provider} or set {env} on the server",
+    if not key and required:
+        raise ProviderError(f"no {origin} API key: pass provider_api_keys.{provider}, or set {env} where the "
+                            "server runs (a server at another other.base_url may need none)",
                             status=401, type="authentication_error", origin=origin)
-    return key
+    return key or None
 
 
 def base_url(value: Any) -> str | None:
@@ -118,10 +230,38 @@ def resolve_base(other: dict[str, Any], env: str, default: str) -> str:
     return (given or os.environ.get(env) or default).rstrip("/")
 
 
-def estimate_tokens(messages: Iterable[dict[str, Any]], outputs: Iterable[str]) -> tuple[int, int]:
-    """Whitespace word counts, for upstreams that report no usage (zero would read as "free")."""
-    prompt = sum(len(text.split()) for message in messages for text in text_parts(message))
-    return prompt, sum(len(text.split()) for text in outputs)
+def public_url(url: str) -> str:
+    """``url`` as it may be shown: without user:password@ and query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _cause(exc: BaseException) -> str:
+    """Why a connection failed, in a few words."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection within {CONNECT_TIMEOUT:g} s"
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "resolve" in text:
+        return "unknown host"
+    return type(exc).__name__
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A read timeout, also when requests wraps urllib3's inside a ConnectionError (streams)."""
+    return isinstance(exc, requests.ReadTimeout) or any(isinstance(a, ReadTimeoutError) for a in exc.args)
 
 
 @dataclass(frozen=True)
@@ -129,17 +269,26 @@ class Upstream:
     """One provider endpoint for one call: where to POST, how to authenticate, what to redact.
 
     Every failure leaves here as a ProviderError whose message has the key replaced by ``***``.
+    How a failed connection is answered (docs/v4-decisions.md): unreachable -> 502
+    ``upstream_unreachable``, nothing received for ``read_timeout`` seconds -> 504
+    ``upstream_timeout``, cut by the server's shutdown -> 502 ``upstream_cancelled``. None of them is
+    a 503: the client retries 503s, and retrying a model server that is down only costs seconds and
+    logs.
     """
 
     url: str
     headers: dict[str, str] = field(repr=False)  # hold the key: keep both out of reprs and tracebacks
-    key: str = field(repr=False)
+    key: str | None = field(repr=False)
     origin: str
-    read_timeout: float = READ_TIMEOUT
+    read_timeout: float = DEFAULT_TIMEOUT
     overloaded: frozenset[int] = frozenset({503})  # upstream statuses that mean "busy, retry" -> 503
+    route_hint: str = ""  # what to say when the URL names no endpoint (a wrong base URL)
+    upstreams: Upstreams = field(default=DEFAULT_UPSTREAMS, repr=False)
 
     def redact(self, value: Any) -> Any:
         """``value`` (str, or JSON-like nesting) with every occurrence of the key replaced."""
+        if not self.key:
+            return value
         if isinstance(value, str):
             return value.replace(self.key, "***")
         if isinstance(value, dict):
@@ -155,23 +304,45 @@ class Upstream:
 
     def post(self, body: dict[str, Any], *, stream: bool = False) -> requests.Response:
         """POST ``body``; returns only a 2xx response (the caller closes it when streaming)."""
+        if self.upstreams.cancelled.is_set():
+            raise self.cancelled()
         try:
-            response = _session().post(self.url, json=body, headers=self.headers, stream=stream,
-                                       timeout=(CONNECT_TIMEOUT, self.read_timeout))
-        except requests.RequestException as exc:  # refused, DNS, connect or read timeout
-            parts = urlsplit(self.url)
-            host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
-            raise self.error(f"{self.origin} is unreachable at {host}", 503, "service_unavailable") from exc
+            response = self.upstreams.session().post(self.url, json=body, headers=self.headers, stream=stream,
+                                                     timeout=(CONNECT_TIMEOUT, self.read_timeout))
+        except requests.RequestException as exc:  # refused, DNS, connect or read timeout, cancelled
+            raise self.broken(exc, "unreachable") from exc
         if response.status_code >= 400:
             with response:
                 raise self.http_error(response)
         return response
 
+    def broken(self, exc: requests.RequestException, what: str) -> ProviderError:
+        """A request that failed on the wire: cancelled, timed out, or (``what``) unreachable/broke off."""
+        if self.upstreams.cancelled.is_set():
+            return self.cancelled()
+        where = urlsplit(self.url)
+        host = f"{where.hostname}:{where.port}" if where.port else str(where.hostname)
+        if _timed_out(exc):
+            return self.error(f"{self.origin} at {host} sent nothing for {self.read_timeout:g} s; raise "
+                              "other.timeout or the server's --upstream-timeout", 504, "upstream_timeout")
+        if what == "unreachable":
+            return self.error(f"{self.origin} is unreachable at {host} ({_cause(exc)})", 502, "upstream_unreachable")
+        return self.error(f"{self.origin} stream broke off: {type(exc).__name__}")
+
+    def cancelled(self) -> ProviderError:
+        return self.error(f"the call to {self.origin} was cancelled: the server is shutting down", 502,
+                          "upstream_cancelled")
+
     def http_error(self, response: requests.Response) -> ProviderError:
         """Map an upstream error status onto ours (spec §8), keeping the upstream's message."""
         status = response.status_code
-        message = _error_message(response) or f"{self.origin} answered HTTP {status}"
+        given = _error_message(response)
+        message = given or f"{self.origin} answered HTTP {status}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status in (404, 405) and (given or "").strip().lower() in GENERIC_NOT_FOUND | {""}:
+            message = f"{self.origin} answered HTTP {status} for POST {public_url(self.url)}"
+            return self.error(f"{message}: {self.route_hint}" if self.route_hint else message,
+                              422, "unprocessable_entity_error")
         if status in (401, 403):
             return self.error(message, 401, "authentication_error")
         if status == 429:
@@ -187,6 +358,8 @@ class Upstream:
             return decode_json(response.content)
         except ValueError:
             raise self.error(f"{self.origin} answered with a body that is not JSON") from None
+        except requests.RequestException as exc:  # the body itself timed out or was cut
+            raise self.broken(exc, "broke off") from exc
 
     def events(self, response: requests.Response) -> Iterator[dict[str, Any]]:
         """Decoded JSON of each SSE ``data:`` line until ``[DONE]`` or the end of the body.
@@ -201,7 +374,7 @@ class Upstream:
                     return
                 yield self._event(payload)
         except requests.RequestException as exc:
-            raise self.error(f"{self.origin} stream broke off: {type(exc).__name__}") from exc
+            raise self.broken(exc, "broke off") from exc
 
     def _event(self, payload: bytes) -> dict[str, Any]:
         try:
@@ -221,11 +394,14 @@ class Upstream:
 
 
 def _error_message(response: requests.Response) -> str | None:
-    """``error.message`` of an OpenAI- or Anthropic-style error body, if there is one."""
+    """``error.message`` (or FastAPI's ``detail``) of an upstream's error body, if there is one."""
     try:
-        error = decode_json(response.content).get("error")
-    except (ValueError, AttributeError):
+        body = decode_json(response.content)
+    except (ValueError, requests.RequestException):
         return None
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error", body.get("detail"))
     if isinstance(error, dict):
         return error.get("message") or None
     return error if isinstance(error, str) and error else None
@@ -244,11 +420,11 @@ def timeout_seconds(value: Any) -> float | None:
     return float(value)
 
 
-def read_timeout(other: dict[str, Any]) -> float:
-    """``other.timeout`` (seconds), else the default read timeout; a bad value is a 422 provider error
-    (a config stored before the schema checked it)."""
+def read_timeout(other: dict[str, Any], default: float = DEFAULT_TIMEOUT) -> float:
+    """``other.timeout`` (seconds), else ``default`` (the server's ``--upstream-timeout``); a bad
+    value is a 422 provider error (a config stored before the schema checked it)."""
     try:
         seconds = timeout_seconds(other.get("timeout"))
     except ValueError as exc:
         raise ProviderError(f"other.timeout {exc}", status=422, type="unprocessable_entity_error") from None
-    return READ_TIMEOUT if seconds is None else seconds
+    return default if seconds is None else seconds

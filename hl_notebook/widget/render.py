@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 # the table's columns in order: what was asked and answered first (on a laptop the rest scrolls
 # sideways), the error next to the output; one of the token columns is shown
-TABLE_COLUMNS = ["run", "call", "sample", "model", "inputs", "output", "error", "endpoint", "temperature",
+TABLE_COLUMNS = ["run", "call", "sample", "model", "inputs", "output", "error", "rating", "endpoint", "temperature",
                  "finish_reason", "tokens", "latency_s"]
+OPTIONAL = {"rating"}  # shown only when the frame has it (``PanelState.table_rows``, once a row is rated)
 TOKEN_SOURCES = ("call_total_tokens", "total_tokens")  # the frame's per-call total, by whichever name it has
 NUMERIC = {"run", "call", "sample", "temperature", "tokens", "latency_s"}
 TEXT = {"output", "error"}  # long text wraps; the other columns stay on one line
@@ -84,13 +85,17 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def table_columns(frame: "pd.DataFrame") -> list[str]:
+    return [c for c in TABLE_COLUMNS if c not in OPTIONAL or c in frame.columns]
+
+
 def table_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
     """The columns the table shows (inputs joined as ``a, b``; latency rounded)."""
     import pandas as pd
 
     inputs = [c for c in frame.columns if str(c).startswith("inputs.")]
     shown = pd.DataFrame(index=frame.index)
-    for column in TABLE_COLUMNS:
+    for column in table_columns(frame):
         if column == "inputs":
             shown[column] = (frame[inputs].astype("string").fillna("").agg(", ".join, axis=1) if inputs else "")
         elif column == "tokens":
@@ -125,7 +130,7 @@ def table_html(frame: "pd.DataFrame | None") -> str:
         return ""
     rows = list(table_frame(frame).itertuples(index=False, name=None))
     failed = frame["error"].notna().tolist() if "error" in frame.columns else []
-    return _table(TABLE_COLUMNS, rows, NUMERIC, failed, TEXT)
+    return _table(table_columns(frame), rows, NUMERIC, failed, TEXT)
 
 
 def frame_html(frame: "pd.DataFrame | None", note: str = "") -> str:

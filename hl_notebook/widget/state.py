@@ -37,6 +37,8 @@ SECTIONS = {"chat": ("parameters",), "model-config": ("config",), "experiment": 
 OTHER_LABELS = {"inputs": "Inputs", "num_samples": "Samples", "concurrency": "Concurrency", "project": "Project",
                 "model_config_id": "Config", "experiment_id": "Experiment", "environment": "Environment"}
 NO_LIMIT = "no limit"  # what max_tokens shows for -1, the wire's "no limit" (spec §5)
+THUMBS = ("👍", "👎")  # the rate buttons: they send PanelState.rating_values (good, bad) in this order
+RATED_LABEL_CHARS = 40  # output shown in a row's label in the rate picker
 
 
 def label(name: str) -> str:
@@ -308,6 +310,11 @@ class LiveRun:
         return sections
 
 
+def row_place(row: Mapping[str, Any]) -> str:
+    """Where a result row is: ``run 2 · call 0 · sample 1``."""
+    return f"run {row['run']} · call {row['call']} · sample {row['sample']}"
+
+
 def with_run(frame: "pd.DataFrame", number: int) -> "pd.DataFrame":
     """``frame`` with a first column ``run`` (1, 2, … per Run click) so runs can be told apart."""
     frame = frame.copy()
@@ -342,6 +349,9 @@ class PanelState:
     runs: int = 0  # Run clicks that started a run
     failed_only: bool = False
     result: "pd.DataFrame | None" = None
+    # 👍/👎 send feedback of this type with these values (the default experiment positive label is rating/good)
+    rating_type: str = "rating"
+    rating_values: tuple[str, str] = ("good", "bad")
 
     # -- what the controls mean --------------------------------------------------------------------
     def sections(self) -> tuple[str, ...]:
@@ -458,6 +468,67 @@ class PanelState:
     def clear_results(self) -> None:
         self.result, self.failed_only = None, False
 
+    # -- ratings (👍/👎 per row: feedback on the row's log) ------------------------------------------
+    @property
+    def rating_column(self) -> str:
+        """Where a row's rating is kept: the column ``hl_notebook.feedback`` adds (so Save as has it)."""
+        return f"feedback.{self.rating_type}"
+
+    def rating_options(self) -> list[tuple[str, str]]:
+        """(label, log id) of each row the table shows that has a log (a failed call has none), in
+        the table's order: ``run 2 · call 0 · sample 1 · m: the output…``."""
+        frame = self.rows()
+        if frame is None or "log_id" not in frame.columns:
+            return []
+        frame = frame[frame["log_id"].notna()]
+        outputs = frame["output"].astype("string").fillna("").str.replace("\n", " ") if "output" in frame else \
+            [""] * len(frame)
+        options = []
+        for row, output in zip(frame[["run", "call", "sample", "log_id"]].to_dict("records"), outputs):
+            shown = output if len(output) <= RATED_LABEL_CHARS else output[:RATED_LABEL_CHARS - 1] + "…"
+            options.append((f"{row_place(row)} · {shown}", str(row["log_id"])))
+        return options
+
+    def rating_frame(self, log_id: str | None) -> "pd.DataFrame":
+        """The stored rows of ``log_id``: what 👍/👎 hands to ``hl_notebook.feedback``.
+
+        Raises:
+            HLUsageError: no row picked, or the row is not among the results (cleared).
+        """
+        rows = None if self.result is None or not log_id else self.result[self.result["log_id"] == log_id]
+        if rows is None or not len(rows):
+            raise HLUsageError("nothing to rate: run first, then pick a row in Rate")
+        return rows
+
+    def record_rating(self, log_id: str, value: str, sent: "pd.DataFrame") -> tuple[str, str]:
+        """Keep the rating ``hl_notebook.feedback`` sent (``sent``: its frame) in the row; returns the
+        status line and its tone. A row the server refused keeps its old rating."""
+        import pandas as pd
+
+        rows = self.rating_frame(log_id)
+        where = row_place(rows.iloc[0])
+        error = sent[self.rating_column + ".error"].iloc[0]
+        if not is_missing(error):
+            return f"{where}: {str(error).removeprefix('not sent: ')}", "error"
+        assert self.result is not None
+        if self.rating_column not in self.result.columns:
+            self.result[self.rating_column] = pd.Series(pd.NA, index=self.result.index, dtype="string")
+        self.result.loc[rows.index, self.rating_column] = value
+        return f"rated {where} {self.thumb(value)} {value}", "ok"
+
+    def thumb(self, value: Any) -> str:
+        """How the table shows a rating: 👍/👎 for the two rating values, else the value itself."""
+        if is_missing(value):
+            return ""
+        return dict(zip(self.rating_values, THUMBS)).get(str(value), str(value))
+
+    def next_to_rate(self, log_id: str) -> str | None:
+        """The row after ``log_id`` in the rate picker (the last one stays), so 👍/👎 walk the table."""
+        ids = [ident for _, ident in self.rating_options()]
+        if log_id not in ids:
+            return ids[0] if ids else None
+        return ids[min(ids.index(log_id) + 1, len(ids) - 1)]
+
     def failed_rows(self, extra: "pd.DataFrame | None" = None) -> int:
         frame = self.rows(extra, filtered=False)
         return 0 if frame is None else int(frame["error"].notna().sum())
@@ -473,6 +544,13 @@ class PanelState:
             return None
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         return frame[frame["error"].notna()] if filtered and self.failed_only else frame
+
+    def table_rows(self, extra: "pd.DataFrame | None" = None) -> "pd.DataFrame | None":
+        """``rows`` plus, once a row is rated, a ``rating`` column as the table shows it (👍/👎)."""
+        frame = self.rows(extra)
+        if frame is None or self.rating_column not in frame.columns:
+            return frame
+        return frame.assign(rating=[self.thumb(value) for value in frame[self.rating_column]])
 
     def analysis_frame(self) -> "pd.DataFrame | None":
         """The rows for ``compare``/``summary``: call numbers restart with every run, so each

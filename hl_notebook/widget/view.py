@@ -18,8 +18,8 @@ from ..errors import HLError, HLUsageError
 from ..spec import PARAMETERS, Parameter
 from .registry import Registry, server_providers
 from .render import frame_html, hint_html, status_html, stream_html, table_html, title_html
-from .state import (ENDPOINT_LABELS, STOPPING, LiveRun, PanelState, comparison_labels, explain, failed_badge, label,
-                    load_messages, outcome, parameter_problem, run_started, shown_value, with_run)
+from .state import (ENDPOINT_LABELS, STOPPING, THUMBS, LiveRun, PanelState, comparison_labels, explain, failed_badge,
+                    label, load_messages, outcome, parameter_problem, run_started, shown_value, with_run)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ class ChatPanel(w.VBox):
         self._build()
         super().__init__([self._title, self._header, self._selector_box, self._messages_box, self._options_box,
                           self._compare_box, self._actions, self._progress_box, self._status_box, self._streams,
-                          self._tabs, self._save_box], layout=w.Layout(width="100%"))
+                          self._tabs, self._rate_box, self._save_box], layout=w.Layout(width="100%"))
         self._on_endpoint_change()
         self._draw_results()
         # the provider list comes from the server (GET /server-info); asked off the kernel's thread
@@ -160,6 +160,16 @@ class ChatPanel(w.VBox):
         self._table.add_class("hl-rows")
         self._tabs = w.Tab(children=[self._table, self._compare_view, self._summary_view],
                            titles=["Rows", "Compare", "Summary"], layout=w.Layout(width="98%"))
+        # 👍/👎: feedback on the picked row's log, sent at once (an HTML table cannot hold buttons)
+        kind, (good, bad) = self.state.rating_type, self.state.rating_values
+        self._rate_row = w.Dropdown(options=[], description="Rate", style=_LABEL_STYLE,
+                                    layout=w.Layout(width="98%", max_width="640px"),
+                                    tooltip="the row to rate; 👍/👎 move on to the next one")
+        self._thumbs_up = w.Button(description=THUMBS[0], layout=w.Layout(width="auto"),
+                                   tooltip=f"send feedback {kind} = {good} on this row's log")
+        self._thumbs_down = w.Button(description=THUMBS[1], layout=w.Layout(width="auto"),
+                                     tooltip=f"send feedback {kind} = {bad} on this row's log")
+        self._rate_box = _row(self._rate_row, self._thumbs_up, self._thumbs_down)
         self._save_name = w.Text(style=_LABEL_STYLE, description="Save as", placeholder="variable name")
         self._save = w.Button(description="Save", icon="save")
         self._save_box = _row(self._save_name, self._save)
@@ -176,7 +186,9 @@ class ChatPanel(w.VBox):
                                 (self._add, self._on_add_click), (self._clear, self._on_clear_click),
                                 (self._run, self._on_run_click), (self._stop_button, self._on_stop_click),
                                 (self._clear_results, self._on_clear_results_click),
-                                (self._failed_toggle, self._on_failed_toggle_click), (self._save, self._on_save_click)):
+                                (self._failed_toggle, self._on_failed_toggle_click), (self._save, self._on_save_click),
+                                (self._thumbs_up, self._on_thumbs_up_click),
+                                (self._thumbs_down, self._on_thumbs_down_click)):
             button.on_click(handler)
 
     # -- state <-> widgets -----------------------------------------------------------------------
@@ -383,8 +395,10 @@ class ChatPanel(w.VBox):
     # -- handlers: results -------------------------------------------------------------------------
     def _draw_results(self, running: "pd.DataFrame | None" = None) -> None:
         """Table, failed-rows toggle, tabs and Save as, from the state (plus a run in progress)."""
-        rows = self.state.rows(running)
-        self._table.value = table_html(rows)
+        self._table.value = table_html(self.state.table_rows(running))
+        if running is None:  # only finished rows can be rated
+            _fill(self._rate_row, self.state.rating_options())
+            _hidden(self._rate_box, not self._rate_row.options)
         badge = failed_badge(self.state.failed_rows(running), self.state.failed_only)
         self._failed_toggle.description = badge
         _hidden(self._failed_toggle, not badge)
@@ -401,6 +415,29 @@ class ChatPanel(w.VBox):
                 view.value = frame_html(None if frame is None else make(frame))
             except HLError as exc:
                 view.value = status_html(explain(exc))
+
+    def _on_thumbs_up_click(self, _: Any = None) -> None:
+        self._rate(self.state.rating_values[0])
+
+    def _on_thumbs_down_click(self, _: Any = None) -> None:
+        self._rate(self.state.rating_values[1])
+
+    def _rate(self, value: str) -> None:
+        """Send the picked row's rating now (``hl_notebook.feedback``), show it, pick the next row."""
+        from ..learning import feedback
+
+        log_id = self._rate_row.value
+        try:
+            sent = feedback(self.state.rating_frame(log_id), value, type=self.state.rating_type)
+            text, tone = self.state.record_rating(log_id, value, sent)
+        except HLError as exc:
+            self._fail(exc)
+            return
+        live = self._live
+        self._draw_results(live.frame() if live is not None else None)
+        if tone == "ok":
+            self._rate_row.value = self.state.next_to_rate(log_id)
+        self._say(text, tone)
 
     def _on_failed_toggle_click(self, _: Any = None) -> None:
         self.state.failed_only = not self.state.failed_only

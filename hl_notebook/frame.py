@@ -55,6 +55,7 @@ TOKEN_COLUMNS = list(USAGE_FIELDS)
 LEGACY_TOKEN_COLUMNS = {usage: column for column, usage in USAGE_FIELDS.items()}
 OUTPUT_COLUMNS = [
     ("prompt", "string"), ("output", "string"), ("finish_reason", "string"), ("tool_calls", "string"),
+    ("upstream_model", "string"),  # the model the provider says served the call (``model`` is the one asked)
     *((name, "Int64") for name in TOKEN_COLUMNS),
     ("latency_s", "float64"), ("created_at", "datetime64[ns, UTC]"), ("cached", "bool"),
 ]
@@ -271,7 +272,16 @@ def _call_values(ordered: list["CallResult"], specs: list[ChatSpec], responses: 
         "error": [None if error is None else str(error) for error in errors],
         "error_type": [None if error is None else type(error).__name__ for error in errors],
         "request": [shared.request(spec) for spec in specs],
+        "upstream_model": [_served_model(response) for response in responses],
     }
+
+
+def _served_model(response: dict[str, Any]) -> str | None:
+    """``provider_responses[0].model``: what the provider says answered (a local server names its
+    weights file, an alias its dated model); None when it said nothing (a cached call, a failure)."""
+    answers = response.get("provider_responses")
+    model = answers[0].get("model") if answers and isinstance(answers[0], dict) else None
+    return model if isinstance(model, str) else None
 
 
 def _row_values(entries: list[dict[str, Any]], row_specs: list[ChatSpec]) -> dict[str, list[Any]]:

@@ -670,3 +670,15 @@ def test_sigterm_ends_the_server_within_seconds_while_an_upstream_hangs(tmp_path
     thread.join(5)
     assert answers and answers[0].status_code == 502
     assert answers[0].json()["detail"]["type"] == "upstream_cancelled"
+
+
+@pytest.mark.parametrize("stream", ["", " --stream"], ids=["complete", "stream"])
+def test_frame_shows_the_served_model_beside_the_requested_one(shell: Any, keyless: dict[str, Fake], name: str,
+                                                               stream: str) -> None:
+    """Issue 16.8: ``model`` is what was asked; ``upstream_model`` what the provider says answered."""
+    shell.user_ns["local"] = {"base_url": keyless[name].base_url}
+    frame = shell.run_cell_magic("hlchat", f"--provider {name} --model test-model --other local -n 2{stream}",
+                                 "hello world")
+    assert list(frame["model"]) == ["test-model"] * 2
+    assert list(frame["upstream_model"]) == ["served-test-model"] * 2
+    assert str(frame["upstream_model"].dtype) == "string"

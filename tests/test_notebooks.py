@@ -1,6 +1,7 @@
 """The example notebooks, executed end to end with a real kernel (nbclient) on the embedded default."""
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -69,3 +70,17 @@ def test_evaluate_scores_judges_prices_diffs_and_reports(tmp_path):
     assert report, "the report's path was not printed"
     page = Path(report.group(1)).read_text(encoding="utf-8")
     assert page.count("<img") == 3 and "<script" not in page and '<section id="baseline">' in page
+
+
+def test_experiment_notebook_moves_the_samples_to_the_config_that_gets_good_feedback(tmp_path):
+    notebook = execute(ROOT / "notebooks" / "experiment.ipynb", tmp_path)
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "errors: 0" in text  # every scored row was sent as feedback
+    later = re.search(r"share of the 200 later samples: (\{.*\})", text)
+    assert later, "the notebook did not print the shares"
+    shares = ast.literal_eval(later.group(1))
+    assert shares.get("medium", 0) >= 0.7  # the config whose answers score well (the first 60 split ~evenly)
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the share-per-round plot
+    final = notebook.cells[-2].outputs[-1]["data"]["text/plain"]
+    assert "trials_count" in final and "spread" in final

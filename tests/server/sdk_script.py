@@ -35,6 +35,7 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import humanloop
@@ -278,6 +279,43 @@ STREAMS = {
 for method, kwargs in STREAMS.items():
     with step(method):
         report["stream"][method] = asyncio.run(collect(method, **kwargs, **common))
+
+# -- feedback, and the experiment learning from it (issue 13) ------------------------------------
+def experiment_stats() -> dict[str, dict[str, Any]]:
+    listed = hl.experiments.list(project_id=ids["project"]).body
+    found = next(e for e in listed if e["id"] == ids["experiment"])
+    return {c["id"]: {"trials_count": c["trials_count"], "mean": c.get("mean"), "spread": c.get("spread"),
+                      "active": c["active"]} for c in found["configs"]}
+
+
+with step("feedback"):
+    # the experiment's positive label is action/copy: the first log succeeds, the second fails
+    first_log, second_log = report["chat"]["chat_experiment"]["ids"]
+    one = check("feedback", "feedback.post", hl.feedback(
+        type="action", value="copy", data_id=first_log, user="sdk@example.com",
+        created_at=datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)))
+    many = check("feedback (list)", "feedback.post", hl.feedback(body=[
+        {"type": "rating", "value": "good", "data_id": second_log},
+        {"type": "action", "value": "share", "data_id": second_log}]))
+    report["feedback"] = {"one": one, "many": many, "logs": [first_log, second_log]}
+with step("experiments.list (after feedback)"):
+    check("experiments.list (after feedback)", "projects_project_id_experiments.get",
+          hl.experiments.list(project_id=ids["project"]))
+    report["feedback"]["stats"] = experiment_stats()
+with step("experiments.sample"):
+    sampled = check("experiments.sample", "experiments_experiment_id_model_config.get",
+                    hl.experiments.sample(experiment_id=ids["experiment"]))
+    report["feedback"]["sampled"] = {"config_id": sampled["config"]["id"], "experiment_id": sampled.get("experiment_id")}
+with step("feedback unset"):
+    check("feedback (unset)", "feedback.post", hl.feedback(
+        type="action", value="share", data_id=report["feedback"]["logs"][1], unset=True))
+    report["feedback"]["stats_after_unset"] = experiment_stats()
+with step("feedback on an unknown log"):
+    try:
+        hl.feedback(type="rating", value="good", data_id="data_doesnotexist00000000")
+        report["errors"]["unknown_log"] = {"exception": None}
+    except ApiException as exc:
+        report["errors"]["unknown_log"] = {"exception": type(exc).__name__, "status": exc.status, "body": exc.body}
 
 # -- errors (decisions table) --------------------------------------------------------------------
 with step("wrong key"):

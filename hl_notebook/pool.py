@@ -141,6 +141,9 @@ class AdaptiveLimit:
             self.levels.append(level)
 
 
+CACHEABLE = ("chat", "model-config")  # endpoints whose answer the request alone determines
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (where a widget progress bar can render)."""
     shell = sys.modules.get("IPython") and __import__("IPython").get_ipython()
@@ -203,11 +206,13 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
     limit = AdaptiveLimit(concurrency, lambda: connection.client.throttle.holds)
 
     def one(index: int) -> CallResult:
-        cached = response_cache.get(specs[index]) if response_cache else None
+        # experiments and deployments choose the config per call on the server: never from the cache
+        cacheable = response_cache is not None and specs[index].endpoint in CACHEABLE
+        cached = response_cache.get(specs[index]) if cacheable else None
         if cached is not None:
             return CallResult(index, specs[index], cached, latency_s=0.0, cached=True)
         result = execute(connection, specs[index], index, on_delta=on_delta, cancelled=stop.is_set)
-        if response_cache and result.ok and result.response:
+        if cacheable and result.ok and result.response:
             response_cache.put(specs[index], result.response)
         return result
 

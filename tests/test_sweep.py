@@ -129,6 +129,14 @@ def test_cache_answers_repeats_without_http(point, slow_server):
     assert again["output"].tolist() == first["output"].tolist()
     fresh = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3))
     assert not fresh["cached"].any() and stats(slow_server)["requests"] == 3
+    # an experiment picks its config per call on the server: the cache must never answer for it
+    a = hl_notebook.register_config("m-a", temperature=0, project="cache-exp")
+    b = hl_notebook.register_config("m-b", temperature=0, project="cache-exp")
+    experiment = hl_notebook.create_experiment([a, b], name="cached?", project="cache-exp")
+    for _ in range(2):
+        hl_notebook.sweep("user: same", experiment_id=experiment, num_samples=2, cache=True)
+    repeat = hl_notebook.sweep("user: same", experiment_id=experiment, num_samples=2, cache=True)
+    assert not repeat["cached"].any()
 
 
 def test_concurrency_starts_at_32_and_halves_when_the_server_pushes_back(point, slow_server, tmp_path, capfd):

@@ -236,43 +236,51 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
     row_specs = specs if row_call is None else [specs[call] for call in row_call.tolist()]
     shared = _SpecParts(configs or {})
     names = _input_names(specs)
-    per_call = _call_values(ordered, specs, responses, shared, names)
-    usage = [response.get("usage") or _NOTHING for response in responses]
-    first_row = {column: [use.get(field) for use in usage] for column, field in USAGE_FIELDS.items()}
-    per_row = _row_values(entries, row_specs)
+    config_ids = [entry.get("model_config_id") or spec.model_config_id for entry, spec in zip(entries, row_specs)]
     numbers = np.array([shared.params(spec, config_id)  # each row's parameter values, by number
-                        for spec, config_id in zip(row_specs, per_row["model_config_id"])], dtype=np.intp)
+                        for spec, config_id in zip(row_specs, config_ids)], dtype=np.intp)
     per_config = dict(zip(CONFIG_KEYS, map(list, zip(*shared.param_values)))) if shared.param_values \
         else dict.fromkeys(CONFIG_KEYS, [])
+    per_call = _call_columns(ordered, specs, responses, shared, names)
+    per_row = _row_columns(entries, config_ids)
+    usage = [response.get("usage") or _NOTHING for response in responses]
     data = {}
-    for name, dtype in columns(names):
+    for name, dtype in columns(names):  # each column made, converted and let go before the next
         if name in per_call:
-            data[name] = _spread(_array(per_call[name], dtype), row_call)
-        elif name in first_row:  # usage is the call's: on its first row only
-            data[name] = _spread(_array(first_row[name], dtype), first_rows, fill=True)
+            data[name] = _spread(_array(per_call[name](), dtype), row_call)
+        elif name in USAGE_FIELDS:  # usage is the call's: on its first row only
+            counts_of_call = [used.get(USAGE_FIELDS[name]) for used in usage]
+            data[name] = _spread(_array(counts_of_call, dtype), first_rows, fill=True)
         elif name in per_config:
             data[name] = _spread(_array(per_config[name], dtype), numbers)
         else:
-            data[name] = _array(per_row[name], dtype)
+            data[name] = _array(per_row[name](), dtype)
     return _frame(data, len(entries))
 
 
-def _call_values(ordered: list["CallResult"], specs: list[ChatSpec], responses: list[dict[str, Any]],
-                 shared: _SpecParts, names: list[str]) -> dict[str, list[Any]]:
-    """The columns with one value per call."""
-    errors = [result.error for result in ordered]
+def _call_columns(ordered: list["CallResult"], specs: list[ChatSpec], responses: list[dict[str, Any]],
+                  shared: _SpecParts, names: list[str]) -> dict[str, Callable[[], list[Any]]]:
+    """The columns with one value per call, each made when asked: a column of 100k values alive
+    at a time, not thirty (a list is a container the garbage collector walks whole)."""
+    def inputs(name: str) -> Callable[[], list[Any]]:
+        return lambda: _input_texts([spec.inputs.get(name) for spec in specs])
+
     return {
-        "call": [result.call for result in ordered], "call_key": [spec.call_key for spec in specs],
-        "endpoint": [spec.endpoint for spec in specs], "project": [spec.project for spec in specs],
-        "project_id": [response.get("project_id") or spec.project_id for response, spec in zip(responses, specs)],
-        "environment": [spec.environment for spec in specs], "experiment_id": [spec.experiment_id for spec in specs],
-        **{f"inputs.{name}": _input_texts([spec.inputs.get(name) for spec in specs]) for name in names},
-        "prompt": [shared.prompt(spec) for spec in specs], "latency_s": [result.latency_s for result in ordered],
-        "created_at": [result.created_at for result in ordered], "cached": [result.cached for result in ordered],
-        "error": [None if error is None else str(error) for error in errors],
-        "error_type": [None if error is None else type(error).__name__ for error in errors],
-        "request": [shared.request(spec) for spec in specs],
-        "upstream_model": [_served_model(response) for response in responses],
+        "call": lambda: [result.call for result in ordered], "call_key": lambda: [spec.call_key for spec in specs],
+        "endpoint": lambda: [spec.endpoint for spec in specs], "project": lambda: [spec.project for spec in specs],
+        "project_id": lambda: [response.get("project_id") or spec.project_id
+                               for response, spec in zip(responses, specs)],
+        "environment": lambda: [spec.environment for spec in specs],
+        "experiment_id": lambda: [spec.experiment_id for spec in specs],
+        **{f"inputs.{name}": inputs(name) for name in names},
+        "prompt": lambda: [shared.prompt(spec) for spec in specs],
+        "latency_s": lambda: [result.latency_s for result in ordered],
+        "created_at": lambda: [result.created_at for result in ordered],
+        "cached": lambda: [result.cached for result in ordered],
+        "error": lambda: [None if result.error is None else str(result.error) for result in ordered],
+        "error_type": lambda: [None if result.error is None else type(result.error).__name__ for result in ordered],
+        "request": lambda: [shared.request(spec) for spec in specs],
+        "upstream_model": lambda: [_served_model(response) for response in responses],
     }
 
 
@@ -284,15 +292,14 @@ def _served_model(response: dict[str, Any]) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _row_values(entries: list[dict[str, Any]], row_specs: list[ChatSpec]) -> dict[str, list[Any]]:
-    """The columns with one value per sample (``entries``: the samples, ``row_specs``: their calls)."""
+def _row_columns(entries: list[dict[str, Any]], config_ids: list[Any]) -> dict[str, Callable[[], list[Any]]]:
+    """The columns with one value per sample (``entries``), each made when asked."""
     return {
-        "sample": [entry.get("index", 0) for entry in entries], "log_id": [entry.get("id") for entry in entries],
-        "model_config_id": [entry.get("model_config_id") or spec.model_config_id
-                            for entry, spec in zip(entries, row_specs)],
-        "output": [entry.get("output") for entry in entries],
-        "finish_reason": [entry.get("finish_reason") for entry in entries],
-        "tool_calls": _input_texts([entry.get("tool_calls") for entry in entries]),
+        "sample": lambda: [entry.get("index", 0) for entry in entries],
+        "log_id": lambda: [entry.get("id") for entry in entries], "model_config_id": lambda: config_ids,
+        "output": lambda: [entry.get("output") for entry in entries],
+        "finish_reason": lambda: [entry.get("finish_reason") for entry in entries],
+        "tool_calls": lambda: _input_texts([entry.get("tool_calls") for entry in entries]),
     }
 
 

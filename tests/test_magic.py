@@ -298,7 +298,16 @@ def test_a_base_url_without_v4_says_where_the_api_lives(shell, server, capsys):
                      f"did you mean {root}/v4?"]
 
 
-def test_a_missing_provider_key_says_how_to_fix_it(shell, capsys):
-    lines = rendered(shell, capsys, "%%hlchat --model demo --provider openai\nuser: hi")
+def test_a_missing_provider_key_says_how_to_fix_it(shell, capsys, tmp_path, monkeypatch):
+    from support import ServerProcess
+
+    # OpenAI's own URL and no key anywhere: the server refuses before sending anything
+    keyless = ServerProcess(tmp_path / "k.sqlite", env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}).start()
+    try:
+        monkeypatch.setenv("HUMANLOOP_BASE_URL", keyless.base_url)
+        monkeypatch.setenv("HUMANLOOP_API_KEY", keyless.api_key)
+        lines = rendered(shell, capsys, "%%hlchat --model demo --provider openai\nuser: hi")
+    finally:
+        keyless.stop()
     assert lines == ["HLAuthError: POST /chat returned 401: OpenAI: no OpenAI API key; set OPENAI_API_KEY in the "
                      "notebook's environment (%env OPENAI_API_KEY=…) or use --provider mock for offline answers"]

@@ -4,6 +4,7 @@
     python bench/frame_assembly.py --n 100000 --repeat 3    # full size
     python bench/frame_assembly.py --n 100000 --samples 2
     python bench/frame_assembly.py --n 20000 --profile      # + cProfile of to_frame (top functions)
+    python bench/frame_assembly.py --n 100000 --string-storage python   # "string" without pyarrow
 
 The CallResults are synthesized in this process (no server): ChatSpecs as ``sweep`` makes them
 (``make_specs``: a templated two-message request, one input row per call, model × temperature axes)
@@ -12,14 +13,16 @@ messages and output_message, usage, provider_request/responses), ``--samples`` e
 
 Baseline (same process, same inputs): flatten each data entry the simple way — call, sample, log
 id, config parameters, ``inputs.<name>``, output, finish reason, token counts, latency, created_at —
-into one dict and ``pd.DataFrame.from_records``. Ratio = to_frame time / baseline time. The table
-also splits to_frame into its two phases: ``rows`` (per-result dicts) and ``conform`` (dtypes).
+into one dict and ``pd.DataFrame.from_records``. Ratio = to_frame time / baseline time (medians of
+interleaved repetitions). to_frame does more than the baseline: the contract's dtypes, the
+``request`` JSON and the rendered ``prompt`` of every call, effective parameter values.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import random
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -29,7 +32,7 @@ import _common as c
 def synthesize(n: int, samples: int) -> list[Any]:
     from hl_notebook.api import _messages
     from hl_notebook.call import CallResult
-    from hl_notebook.command import make_specs
+    from hl_notebook.plan import make_specs
 
     temperatures = [0.0, 0.7]
     models = ["gpt-4o-mini", "claude-3-haiku"]
@@ -97,6 +100,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1, choices=(1, 2, 3, 4))
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one to_frame run")
+    parser.add_argument("--string-storage", choices=("auto", "python", "pyarrow"), default="auto",
+                        help="pandas' mode.string_storage (the 'string' dtype's backing; pyarrow if installed)")
     args = parser.parse_args()
     c.bounded(parser, args, n=500000, repeat=10)
     c.header("DataFrame assembly: to_frame vs pd.DataFrame.from_records")
@@ -104,33 +109,30 @@ def main() -> None:
 
     from hl_notebook import frame as hlframe
 
+    pd.set_option("mode.string_storage", args.string_storage)
     results = synthesize(args.n, args.samples)
     expected_rows = args.n * args.samples
-    rows, times = [], {"from_records (baseline)": [], "to_frame": [], "  rows()": [], "  conform()": []}
+    steps = {"from_records (baseline)": lambda: baseline(results), "to_frame": lambda: hlframe.to_frame(results)}
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     gc.collect()
-    for rep in range(args.repeat):
-        wall, df = c.timed(lambda: baseline(results))
-        assert len(df) == expected_rows
-        times["from_records (baseline)"].append(wall)
-        del df
-        wall, df = c.timed(lambda: hlframe.to_frame(results))
-        assert len(df) == expected_rows
-        times["to_frame"].append(wall)
-        del df
-        wall, built = c.timed(lambda: [r for result in results for r in hlframe.rows(result, {})])
-        times["  rows()"].append(wall)
-        wall, _ = c.timed(lambda: hlframe.conform(built))
-        times["  conform()"].append(wall)
-        built = None
-        gc.collect()
-    base = c.median(times["from_records (baseline)"])
-    for name, values in times.items():
-        rows.append([name, c.median(values), min(values), c.median(values) / base,
-                     1e6 * c.median(values) / expected_rows])
+    for rep in range(args.repeat):  # interleaved, so load on the shared machine hits both alike
+        for name, step in steps.items():
+            cpu_start = time.process_time()
+            seconds, df = c.timed(step)
+            cpu[name].append(time.process_time() - cpu_start)
+            wall[name].append(seconds)
+            assert len(df) == expected_rows
+            del df
+            gc.collect()
+    base, base_cpu = c.median(wall["from_records (baseline)"]), c.median(cpu["from_records (baseline)"])
+    rows = [[name, c.median(wall[name]), min(wall[name]), c.median(wall[name]) / base, c.median(cpu[name]),
+             c.median(cpu[name]) / base_cpu, 1e6 * c.median(wall[name]) / expected_rows] for name in steps]
     print(f"# {args.n:,} responses x {args.samples} sample(s) = {expected_rows:,} rows; pandas {pd.__version__}; "
-          f"{args.repeat} repetitions")
-    print(c.table(["step", "median s", "best s", "x baseline", "us/row"], rows))
-    print(f"to_frame / from_records = {c.median(times['to_frame']) / base:.2f}x")
+          f"string storage {pd.StringDtype().storage}; {args.repeat} repetitions")
+    print(c.table(["step", "median s", "best s", "x baseline", "cpu s", "cpu x baseline", "us/row"], rows))
+    print(f"to_frame / from_records = {c.median(wall['to_frame']) / base:.2f}x wall, "
+          f"{c.median(cpu['to_frame']) / base_cpu:.2f}x CPU")
     if args.profile:
         import cProfile
         import pstats

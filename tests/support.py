@@ -6,6 +6,7 @@ Starting and stopping the child is ``hl_notebook.server.process``'s job (shared 
 from __future__ import annotations
 
 import socket
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ import requests
 from hl_notebook.server import process
 from hl_notebook.server.process import URL_LINE
 
-__all__ = ["URL_LINE", "ServerProcess", "closed_port_url"]
+__all__ = ["SERVED_PROVIDERS", "URL_LINE", "ServerProcess", "closed_port_url"]
+
+# what this install's server answers: llamacpp only with the optional extra (pip install '.[local]')
+SERVED_PROVIDERS = ("anthropic", *(("llamacpp",) if find_spec("llama_cpp") else ()), "mock", "openai")
 
 
 def closed_port_url() -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from hl_notebook.frame import VOLATILE_COLUMNS
 from hl_notebook.widget import ChatPanel
+from support import SERVED_PROVIDERS
 
 
 @pytest.fixture
@@ -180,7 +181,7 @@ def test_out_of_range_values_are_shown_beside_the_control_never_clamped(panel):
 def test_labels_title_providers_and_save_hidden_until_results(shell, panel):
     assert panel._stop.description == "Stop sequence" and panel._stop_button.description == "Stop"
     assert "Chat panel" in panel._title.value
-    assert [text for text, _ in panel._provider.options] == ["anthropic", "mock", "openai"]
+    assert [text for text, _ in panel._provider.options] == list(SERVED_PROVIDERS)
     assert panel._provider.value == "mock"
     assert not shown(panel._save_box) and not shown(panel._tabs)
     assert all(box.layout.flex_flow == "row wrap" for box in widgets(panel) if isinstance(box, w.HBox))

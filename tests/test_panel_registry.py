@@ -11,6 +11,7 @@ from hl_notebook.connection import Connection, connect
 from hl_notebook.errors import HLUsageError
 from hl_notebook.secrets import Secret
 from hl_notebook.widget.registry import Registry, server_providers
+from support import SERVED_PROVIDERS
 from tests.fakes import serve
 
 
@@ -20,7 +21,7 @@ def project(shell) -> str:
 
 
 def test_the_provider_list_comes_from_the_server(shell):
-    assert server_providers(connect()) == ("anthropic", "mock", "openai")
+    assert server_providers(connect()) == SERVED_PROVIDERS
 
 
 def test_the_provider_list_falls_back_on_a_server_without_server_info():

@@ -17,8 +17,9 @@ from .providers.upstream import MAX_TIMEOUT, base_url, timeout_seconds
 from .store import MULTI_VALUED_FEEDBACK
 
 Role = Literal["user", "assistant", "system", "tool"]
+# the v4 wire's providers (spec §5), plus ours: llamacpp runs a GGUF model in the server (local extra)
 ModelProvider = Literal["openai", "openai_azure", "ai21", "mock", "anthropic", "langchain", "cohere",
-                        "replicate", "google", "groq"]
+                        "replicate", "google", "groq", "llamacpp"]
 
 
 class WireModel(BaseModel):

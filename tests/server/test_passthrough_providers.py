@@ -682,3 +682,28 @@ def test_frame_shows_the_served_model_beside_the_requested_one(shell: Any, keyle
     assert list(frame["model"]) == ["test-model"] * 2
     assert list(frame["upstream_model"]) == ["served-test-model"] * 2
     assert str(frame["upstream_model"].dtype) == "string"
+
+
+# --- the llamacpp provider without its extra (the realmodel group runs it with the extra) -------------
+
+def test_llamacpp_without_the_local_extra_is_a_422_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hl_notebook.server.providers as providers
+
+    monkeypatch.setattr(providers, "find_spec", lambda name: None)
+    with pytest.raises(ProviderError) as info:
+        providers.get_provider("llamacpp")
+    assert (info.value.status, info.value.message) == (
+        422, "provider 'llamacpp' needs the optional extra: pip install 'hl_notebook[local]'")
+
+
+def test_llamacpp_model_names_are_checked_before_anything_loads(tmp_path: Any) -> None:
+    from hl_notebook.server.providers.llamacpp import resolve_model
+
+    (tmp_path / "weights.gguf").write_bytes(b"GGUF")
+    assert resolve_model(str(tmp_path / "weights.gguf")) == tmp_path / "weights.gguf"
+    for model, message in (("gpt-4o", "'gpt-4o' is neither smollm2-135m nor a path to a .gguf file"),
+                           (str(tmp_path / "missing.gguf"), f"no GGUF file at {tmp_path / 'missing.gguf'}")):
+        with pytest.raises(ProviderError) as info:
+            resolve_model(model)
+        assert (info.value.status, info.value.message) == (422, f"model {message}" if "neither" in message
+                                                           else message)

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 import hl_notebook
 from hl_notebook.server import ServerSettings, create_app
 from hl_notebook.server.providers import ProviderError, get_provider
+from support import SERVED_PROVIDERS
 
 KEY = "test-key-info"
 
@@ -22,7 +23,7 @@ def test_server_info_lists_the_providers_and_the_version(client):
     response = client.get("/v4/server-info", headers={"X-API-KEY": KEY})
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"providers": ["anthropic", "mock", "openai"], "version": hl_notebook.__version__}
+    assert response.json() == {"providers": list(SERVED_PROVIDERS), "version": hl_notebook.__version__}
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-KEY": "wrong"}])

@@ -4,6 +4,7 @@ Why: the chat pipeline stays provider-agnostic; pass-through modules are importe
 """
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import TYPE_CHECKING
 
 from .base import Provider, ProviderError
@@ -29,5 +30,11 @@ def get_provider(name: str, *, mock_latency_ms: float = 0.0, upstreams: Upstream
             return OpenAIProvider(upstreams or DEFAULT_UPSTREAMS)
         from .anthropic import AnthropicProvider
         return AnthropicProvider(upstreams or DEFAULT_UPSTREAMS)
-    raise ProviderError(f"provider {name!r} is not supported by this server (use mock, openai or anthropic)",
+    if name == "llamacpp":
+        if find_spec("llama_cpp") is None:
+            raise ProviderError("provider 'llamacpp' needs the optional extra: pip install 'hl_notebook[local]'",
+                                status=422, type="unprocessable_entity_error", origin="Humanloop")
+        from .llamacpp import LlamaCppProvider
+        return LlamaCppProvider(upstreams)
+    raise ProviderError(f"provider {name!r} is not supported by this server (use mock, openai, anthropic or llamacpp)",
                         status=422, type="unprocessable_entity_error", origin="Humanloop")

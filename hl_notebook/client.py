@@ -34,7 +34,10 @@ class RetryPolicy:
     """Retry connection failures, 429 and 503 only; honour ``Retry-After``.
 
     Read timeouts and other 5xx are NOT retried on chat POSTs: the server may already have called
-    the provider and stored logs, and a retry would record the call twice.
+    the provider and stored logs, and a retry would record the call twice. A model server that our
+    server cannot reach is its 502 ``upstream_unreachable`` (a hung one its 504), so those are not
+    retried either: retrying a server that is down cost seconds and a log per attempt
+    (docs/v4-decisions.md).
     """
 
     max_retries: int = 3

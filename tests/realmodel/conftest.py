@@ -83,11 +83,11 @@ def start_llama_cpp_python(gguf: Path) -> ServerProcess:
 
 
 def start_llama_server(binary: Path, gguf: Path) -> ServerProcess:
-    """llama.cpp's llama-server (two slots, so ``n`` and concurrent calls are served); ready when its
+    """llama.cpp's llama-server with four slots (it refuses an ``n`` above its slots); ready when its
     health check says so."""
     port = free_port()
     command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-c", "4096",
-               "-np", "2", "--no-webui"]
+               "-np", "4", "--no-webui"]
     process = ServerProcess(command, url_pattern=re.compile(r"(?:listening|HTTP server listening).*?(http://\S+)"))
     process.start(READY_TIMEOUT)
     process.base_url = f"http://127.0.0.1:{port}"

@@ -163,5 +163,6 @@ def test_openai_pass_through_against_llama_server_gets_n_choices(server: Any, ll
     assert [d["index"] for d in response["data"]] == [0, 1, 2]
     (reported,) = response["provider_responses"]  # n honoured: one request
     assert len(reported["choices"]) == 3
+    assert reported["model"].endswith(".gguf")  # it names the weights it serves: the frame's upstream_model
     # passed on as reported: llama-server's completion_tokens is one choice's (docs/v4-decisions.md)
     assert response["usage"]["generation_tokens"] == reported["usage"]["completion_tokens"]

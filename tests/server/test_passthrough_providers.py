@@ -701,9 +701,11 @@ def test_llamacpp_model_names_are_checked_before_anything_loads(tmp_path: Any) -
 
     (tmp_path / "weights.gguf").write_bytes(b"GGUF")
     assert resolve_model(str(tmp_path / "weights.gguf")) == tmp_path / "weights.gguf"
-    for model, message in (("gpt-4o", "'gpt-4o' is neither smollm2-135m nor a path to a .gguf file"),
-                           (str(tmp_path / "missing.gguf"), f"no GGUF file at {tmp_path / 'missing.gguf'}")):
+    missing = str(tmp_path / "missing.gguf")
+    for model, message in (("gpt-4o", "model 'gpt-4o' is neither smollm2-135m nor a path to a .gguf file"),
+                           (missing, f"no GGUF file at {missing!r}"), ("a\x00.gguf", "no GGUF file at 'a\\x00.gguf'"),
+                           ("x" * 5000 + ".gguf", f"no GGUF file at {'x' * 5000 + '.gguf'!r}"),
+                           ("~nobody-here-at-all/m.gguf", "no GGUF file at '~nobody-here-at-all/m.gguf'")):
         with pytest.raises(ProviderError) as info:
             resolve_model(model)
-        assert (info.value.status, info.value.message) == (422, f"model {message}" if "neither" in message
-                                                           else message)
+        assert (info.value.status, info.value.message) == (422, message)

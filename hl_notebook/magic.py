@@ -216,12 +216,12 @@ def magic_specs(args: Any, cell: str, namespace: Mapping[str, Any], default_prov
 
 def run_magic(shell: Any, args: Any, cell: str) -> Any:
     """``%%hlchat``: options + cell -> specs -> run -> frame (assigned to ``--out`` before any raise)."""
-    from .connection import connect
+    from .connection import connect, default_provider
     from .display import StreamView
     from .pool import run_specs
 
     # plan before connecting: a bad cell never starts the embedded server
-    specs = magic_specs(args, cell, shell.user_ns, _default_provider(args.base_url))
+    specs = magic_specs(args, cell, shell.user_ns, default_provider(args.base_url))
     baseline = _frame_variable(shell.user_ns, args.baseline, "--baseline") if args.baseline else None
     connection = connect(args.base_url)
     view = StreamView() if args.stream else None
@@ -277,12 +277,6 @@ def run_judge_magic(shell: Any, args: Any, cell: str) -> Any:
         if problem:
             print(f"judge: {text}", file=sys.stderr)
     return scored
-
-
-def _default_provider(base_url: str | None) -> str | None:
-    from .connection import default_provider
-
-    return default_provider(base_url)
 
 
 def _frame_variable(namespace: Mapping[str, Any], name: str, option: str) -> Any:

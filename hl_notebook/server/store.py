@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS payloads (
     id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, response TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    bucket TEXT PRIMARY KEY, tat REAL NOT NULL);
 """
 # logs.inputs/messages hold the JSON of rows written before payloads existed; newer rows point at a
 # payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref.
@@ -447,6 +449,22 @@ class Store:
         stored first by another process keeps its response (the in-flight wait is per process)."""
         db.execute("INSERT OR IGNORE INTO idempotency VALUES (?, ?, ?, ?)",
                    (key, request_hash, json.dumps(response), time.time()))
+
+    # -- shared rate budgets (server/ratelimit.py) ---------------------------------------------
+    def advance_bucket(self, bucket: str, not_before: float, cost: float) -> float:
+        """Take the next slot on a shared timeline: slot = max(bucket's time, ``not_before``), and the
+        bucket's time becomes slot + ``cost`` (seconds; may be negative to give time back). Returns the
+        slot. One atomic statement, so every worker and thread sharing the database sees one timeline.
+        """
+        with self.write() as db:
+            return db.execute(
+                "INSERT INTO rate_buckets (bucket, tat) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE"
+                " SET tat = MAX(rate_buckets.tat, ?) + ? RETURNING tat",
+                (bucket, not_before + cost, not_before, cost)).fetchone()[0] - cost
+
+    def buckets(self) -> dict[str, float]:
+        """Every rate bucket's time (the end of its last reserved slot)."""
+        return {r[0]: r[1] for r in self.read().execute("SELECT bucket, tat FROM rate_buckets ORDER BY bucket")}
 
     def count_logs(self, *, project_id: str | None = None, config_id: str | None = None) -> int:
         """How many logs a project (or a config) has."""

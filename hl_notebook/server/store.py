@@ -1,22 +1,23 @@
-"""SQLite storage for projects, model configs, experiments, deployments, sessions and logs.
+"""Storage for projects, model configs, experiments, deployments, sessions, logs and the state
+several server workers share (rate budgets, counters, running calls).
 
-Why: the local server must survive restarts and serve a small team, so state lives in one SQLite
-file (WAL mode, a connection per thread, busy timeout) behind a few intention-named methods. A chat
-call writes everything it creates in one transaction, so a failed call leaves nothing half-done.
+Why: the local server must survive restarts and serve a team, so state lives in a database — a
+SQLite file for one person, PostgreSQL for a team server (``database.py``) — behind a few
+intention-named methods whose SQL is written once for both. A chat call writes everything it creates
+in one transaction, so a failed call leaves nothing half-done; names and ids that must be unique are
+unique keys, so racing workers agree (``ON CONFLICT``), never check-then-insert.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import random
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .database import Database, DatabaseError, Tx, UniqueViolation, open_database
 from .experiments import Arm, thompson
 from .ids import new_id, stable_id
 
@@ -25,15 +26,20 @@ DEFAULT_ENVIRONMENT = "production"
 # may be unset without a value); every other type, custom ones included, holds one value per log
 MULTI_VALUED_FEEDBACK = frozenset({"action", "issue"})
 
-SCHEMA = """
+SCHEMA_VERSION = 4  # the last migration below; a database with a higher number is refused
+
+# Migrations, in order; each is idempotent (CREATE ... IF NOT EXISTS, a column added only when
+# missing), so a database made before the version table existed (version 0) runs them all.
+# Types: {serial} and {real} are filled in per engine (database.py).
+BASE_TABLES = """
 CREATE TABLE IF NOT EXISTS projects (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS configs (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL,
-    description TEXT, params TEXT NOT NULL, created_at REAL NOT NULL);
+    description TEXT, params TEXT NOT NULL, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL,
-    positive_labels TEXT NOT NULL, created_at REAL NOT NULL);
+    positive_labels TEXT NOT NULL, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS experiment_configs (
     experiment_id TEXT NOT NULL REFERENCES experiments(id), config_id TEXT NOT NULL REFERENCES configs(id),
     active INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment_id, config_id));
@@ -43,32 +49,51 @@ CREATE TABLE IF NOT EXISTS deployments (
     project_id TEXT NOT NULL REFERENCES projects(id), environment_id TEXT NOT NULL REFERENCES environments(id),
     config_id TEXT, experiment_id TEXT, PRIMARY KEY (project_id, environment_id));
 CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, reference_id TEXT UNIQUE, created_at REAL NOT NULL);
+    id TEXT PRIMARY KEY, reference_id TEXT UNIQUE, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS logs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
+    seq {serial}, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
     config_id TEXT NOT NULL, session_id TEXT, parent_id TEXT, sample_index INTEGER NOT NULL,
-    endpoint TEXT NOT NULL, created_at REAL NOT NULL, inputs TEXT, messages TEXT, output TEXT,
-    finish_reason TEXT, error TEXT, metadata TEXT, source TEXT, usage TEXT, saved INTEGER NOT NULL,
-    inputs_ref TEXT, messages_ref TEXT, experiment_id TEXT);
+    endpoint TEXT NOT NULL, created_at {real} NOT NULL, inputs TEXT, messages TEXT, output TEXT,
+    finish_reason TEXT, error TEXT, metadata TEXT, source TEXT, usage TEXT, saved INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_project ON logs (project_id, seq);
+"""
+# logs.inputs/messages hold the JSON of rows written before payloads existed; newer rows point at a
+# payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref.
+# logs.experiment_id: the experiment a log's config was sampled for (its feedback teaches that one).
+# experiment_configs.position: the order configs were added in (SQLite's rowid has no PostgreSQL twin).
+MIGRATIONS: list[tuple[str, list[Any]]] = [
+    ("base tables", [BASE_TABLES]),
+    ("payloads, feedback and idempotency", [
+        ("logs", "inputs_ref", "ALTER TABLE logs ADD COLUMN inputs_ref TEXT"),
+        ("logs", "messages_ref", "ALTER TABLE logs ADD COLUMN messages_ref TEXT"),
+        ("logs", "experiment_id", "ALTER TABLE logs ADD COLUMN experiment_id TEXT"),
+        """
 CREATE TABLE IF NOT EXISTS feedback (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, log_id TEXT NOT NULL REFERENCES logs(id),
-    experiment_id TEXT, type TEXT NOT NULL, value TEXT NOT NULL, user TEXT, created_at REAL NOT NULL);
+    seq {serial}, id TEXT NOT NULL UNIQUE, log_id TEXT NOT NULL REFERENCES logs(id),
+    experiment_id TEXT, type TEXT NOT NULL, value TEXT NOT NULL, "user" TEXT, created_at {real} NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_by_log ON feedback (log_id, type);
 CREATE INDEX IF NOT EXISTS feedback_by_experiment ON feedback (experiment_id, type);
 CREATE TABLE IF NOT EXISTS payloads (
     id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, response TEXT NOT NULL, created_at REAL NOT NULL);
+    key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, response TEXT NOT NULL, created_at {real} NOT NULL);
+"""]),
+    ("ordered experiment configs", [
+        ("experiment_configs", "position", "ALTER TABLE experiment_configs ADD COLUMN position INTEGER"),
+        ("sqlite", "UPDATE experiment_configs SET position = rowid WHERE position IS NULL")]),
+    ("state shared by workers", ["""
 CREATE TABLE IF NOT EXISTS rate_buckets (
-    bucket TEXT PRIMARY KEY, tat REAL NOT NULL);
-"""
-# logs.inputs/messages hold the JSON of rows written before payloads existed; newer rows point at a
-# payload (stored once however many samples, or calls, share it) through inputs_ref/messages_ref.
-# logs.experiment_id: the experiment a log's config was sampled for (its feedback teaches that one)
-MIGRATIONS = {"inputs_ref": "ALTER TABLE logs ADD COLUMN inputs_ref TEXT",
-              "messages_ref": "ALTER TABLE logs ADD COLUMN messages_ref TEXT",
-              "experiment_id": "ALTER TABLE logs ADD COLUMN experiment_id TEXT"}
+    bucket TEXT PRIMARY KEY, tat {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS running_calls (
+    key TEXT PRIMARY KEY, owner TEXT NOT NULL, started_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS worker_stats (
+    worker TEXT PRIMARY KEY, stats TEXT NOT NULL, updated_at {real} NOT NULL);
+"""]),
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
 LOG_COLUMNS = ("logs.seq, logs.id, logs.project_id, logs.config_id, logs.session_id, logs.parent_id, "
                "logs.sample_index, logs.endpoint, logs.created_at, logs.output, logs.finish_reason, logs.error, "
                "logs.metadata, logs.source, logs.usage, logs.saved, logs.experiment_id, "
@@ -129,115 +154,134 @@ class PendingLog:
 
 
 class Store:
-    """All persistent state. Thread-safe: each thread gets its own connection."""
+    """All persistent state, on a SQLite file or a PostgreSQL database (``database.open_database``).
 
-    def __init__(self, path: str | Path, experiment_seed: int | None = None) -> None:
-        """``experiment_seed`` makes experiment sampling reproducible within this process (tests)."""
-        self.path = str(path)
-        self.experiment_rng = random.Random(experiment_seed)
-        self._rng_lock = threading.Lock()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        db = self._connection()
-        db.executescript(SCHEMA)
-        columns = {row["name"] for row in db.execute("PRAGMA table_info(logs)")}
-        for column, statement in MIGRATIONS.items():
-            if column not in columns:
-                try:
-                    db.execute(statement)
-                except sqlite3.OperationalError as exc:  # another process migrated the file first
-                    if "duplicate column" not in str(exc):
-                        raise
+    Thread-safe: SQLite gives each thread its own connection, PostgreSQL a pooled one per statement
+    or transaction.
+    """
+
+    def __init__(self, path: str | Path, experiment_seed: int | None = None, *, pool_size: int = 16) -> None:
+        """``path``: a SQLite file, ``:memory:``, or a ``postgresql://`` URL. ``experiment_seed`` makes
+        experiment sampling reproducible: the k-th draw since the counters were reset (server start)
+        is seeded by (seed, k), whichever worker makes it."""
+        self.db: Database = open_database(path, pool_size)
+        self.path = self.db.url
+        self.experiment_seed = experiment_seed
+        self.experiment_rng = random.Random()
+        self._migrate()
         with self.write() as db:
-            if not db.execute("SELECT 1 FROM environments WHERE is_default = 1").fetchone():
-                db.execute("INSERT OR IGNORE INTO environments VALUES (?, ?, 1)",
-                           (new_id("env"), DEFAULT_ENVIRONMENT))
+            if not db.one("SELECT 1 AS found FROM environments WHERE is_default = 1"):
+                db.run("INSERT INTO environments VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
+                       (new_id("env"), DEFAULT_ENVIRONMENT))
+
+    def _migrate(self) -> None:
+        """Bring the schema to ``SCHEMA_VERSION``, one process at a time (see ``MIGRATIONS``).
+
+        Raises:
+            DatabaseError: the database was made by a newer hl_notebook.
+        """
+        with self.db.writing() as db:
+            self.db.migration_lock(db)
+            db.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = db.value("SELECT MAX(version) FROM schema_version") or 0
+            if version > SCHEMA_VERSION:
+                raise DatabaseError(f"the database at {self.db.url.split('@')[-1]} has schema version {version}, made "
+                                    f"by a newer hl_notebook (this one knows {SCHEMA_VERSION}); upgrade hl_notebook")
+            for number, (_, steps) in enumerate(MIGRATIONS[version:], start=version + 1):
+                for step in steps:
+                    self._migration_step(db, step)
+                db.run("DELETE FROM schema_version")
+                db.run("INSERT INTO schema_version VALUES (?)", (number,))
+
+    def _migration_step(self, db: Tx, step: Any) -> None:
+        if isinstance(step, str):
+            for statement in filter(str.strip, self.db.ddl(step).split(";")):
+                db.run(statement)
+        elif len(step) == 3:  # (table, column, ALTER TABLE ... ADD COLUMN ...): only where missing
+            table, column, statement = step
+            if column not in self.db.columns(db, table):
+                db.run(statement)
+        elif step[0] == self.db.dialect:  # (engine, statement): that engine only
+            db.run(step[1])
+
+    def schema_version(self) -> int:
+        with self.db.reading() as db:
+            return db.value("SELECT MAX(version) FROM schema_version")
+
+    def close(self) -> None:
+        self.db.close()
 
     # -- connections -------------------------------------------------------------------------
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=60000")
-            self._local.db = db
-        return db
+    def write(self) -> Any:
+        """One transaction (a context manager yielding a ``database.Tx``)."""
+        return self.db.writing()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction.
+    def _one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        with self.db.reading() as db:
+            return db.one(sql, params)
 
-        Writers of this process queue on a lock first: SQLite's busy handler polls with growing
-        sleeps (up to 100 ms), so under load a waiter would sleep long after the lock is free.
-        Other processes on the same file still wait through ``busy_timeout``.
-        """
-        db = self._connection()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _all(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with self.db.reading() as db:
+            return db.all(sql, params)
 
-    def read(self) -> sqlite3.Connection:
-        return self._connection()
+    def _value(self, sql: str, params: Any = ()) -> Any:
+        with self.db.reading() as db:
+            return db.value(sql, params)
 
     # -- projects ----------------------------------------------------------------------------
     def project_by_id(self, project_id: str) -> dict[str, Any]:
-        row = self.read().execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
+        row = self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
         if row is None:
             raise NotFound(f"project {project_id} not found")
-        return dict(row)
+        return row
 
     def project_by_name(self, name: str) -> dict[str, Any] | None:
-        row = self.read().execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
-        return dict(row) if row else None
+        return self._one("SELECT * FROM projects WHERE name = ?", (name,))
 
-    def ensure_project(self, db: sqlite3.Connection, name: str) -> str:
+    def ensure_project(self, db: Tx, name: str) -> str:
         """The id of the project called ``name``, created on first use (spec §9)."""
-        project_id = project_id_for(name)
-        db.execute("INSERT OR IGNORE INTO projects VALUES (?, ?, ?)", (project_id, name, time.time()))
-        return db.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()[0]
+        db.run("INSERT INTO projects VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (project_id_for(name), name, time.time()))
+        return db.value("SELECT id FROM projects WHERE name = ?", (name,))
 
     def create_project(self, name: str) -> str:
         """``POST /projects``: the new project's id.
 
         Raises:
-            AlreadyExists: a project has that name. Checked and inserted in one write transaction
-                (and the name is UNIQUE), so of simultaneous creators exactly one succeeds.
+            AlreadyExists: a project has that name. The name is a unique key and the insert
+                reports whether it inserted, so of simultaneous creators (any worker) exactly one succeeds.
         """
-        with self.write() as db:
-            if db.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
-                raise AlreadyExists(f"a project named {name!r} already exists")
-            project_id = project_id_for(name)
-            db.execute("INSERT INTO projects VALUES (?, ?, ?)", (project_id, name, time.time()))
+        project_id = project_id_for(name)
+        try:
+            with self.write() as db:
+                created = db.run("INSERT INTO projects VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                 (project_id, name, time.time()))
+        except UniqueViolation:  # the id of another name (never expected: ids derive from names)
+            created = 0
+        if not created:
+            raise AlreadyExists(f"a project named {name!r} already exists")
         return project_id
 
     def list_projects(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.read().execute("SELECT * FROM projects ORDER BY created_at, id")]
+        return self._all("SELECT * FROM projects ORDER BY created_at, id")
 
     # -- configs -----------------------------------------------------------------------------
     def config_id_for(self, project_id: str, params: dict[str, Any]) -> str:
         """The id a config with these parameters has (or will have) in this project."""
         return stable_id("config", project_id + "\n" + config_key(params))
 
-    def ensure_config(self, db: sqlite3.Connection, project_id: str, params: dict[str, Any],
+    def ensure_config(self, db: Tx, project_id: str, params: dict[str, Any],
                       name: str | None = None, description: str | None = None) -> str:
         """Register (or find) a config; the project's first config is deployed to the default env."""
         config_id = self.config_id_for(project_id, params)
-        inserted = db.execute(
-            "INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?, ?, ?)",
+        inserted = db.run(
+            "INSERT INTO configs VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (config_id, project_id, name or f"{params.get('model', 'config')}-{config_id[-6:]}",
-             description, config_key(params), time.time())).rowcount
-        if inserted and not db.execute("SELECT 1 FROM deployments WHERE project_id = ?", (project_id,)).fetchone():
-            env_id = db.execute("SELECT id FROM environments WHERE is_default = 1").fetchone()[0]
-            db.execute("INSERT INTO deployments VALUES (?, ?, ?, NULL)", (project_id, env_id, config_id))
+             description, config_key(params), time.time()))
+        if inserted and not db.one("SELECT 1 AS found FROM deployments WHERE project_id = ?", (project_id,)):
+            env_id = db.value("SELECT id FROM environments WHERE is_default = 1")
+            # two first configs registered at once (two workers): the first committed stays deployed
+            db.run("INSERT INTO deployments VALUES (?, ?, ?, NULL) ON CONFLICT DO NOTHING",
+                   (project_id, env_id, config_id))
         return config_id
 
     def register_config(self, params: dict[str, Any], *, project_id: str | None = None,
@@ -251,18 +295,16 @@ class Store:
             return self.ensure_config(db, project_id, params, name, description)
 
     def config(self, config_id: str) -> dict[str, Any]:
-        row = self.read().execute("SELECT * FROM configs WHERE id = ?", (config_id,)).fetchone()
-        if row is None:
+        found = self._one("SELECT * FROM configs WHERE id = ?", (config_id,))
+        if found is None:
             raise NotFound(f"model config {config_id} not found")
-        found = dict(row)
         found["params"] = json.loads(found["params"])
         return found
 
     def project_configs(self, project_id: str) -> list[dict[str, Any]]:
         self.project_by_id(project_id)
-        rows = self.read().execute("SELECT id FROM configs WHERE project_id = ? ORDER BY created_at, id",
-                                   (project_id,))
-        return [self.config(r[0]) for r in rows]
+        rows = self._all("SELECT id FROM configs WHERE project_id = ? ORDER BY created_at, id", (project_id,))
+        return [self.config(r["id"]) for r in rows]
 
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(self, project_id: str, name: str, positive_labels: list[Any],
@@ -273,35 +315,39 @@ class Store:
                 raise NotFound(f"model config {config_id} not found in project {project_id}")
         experiment_id = new_id("exp")
         with self.write() as db:
-            db.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?)",
-                       (experiment_id, project_id, name, json.dumps(positive_labels), time.time()))
-            db.executemany("INSERT OR IGNORE INTO experiment_configs VALUES (?, ?, 1)",
-                           [(experiment_id, c) for c in config_ids])
+            db.run("INSERT INTO experiments VALUES (?, ?, ?, ?, ?)",
+                   (experiment_id, project_id, name, json.dumps(positive_labels), time.time()))
+            db.many("INSERT INTO experiment_configs (experiment_id, config_id, active, position) VALUES (?, ?, 1, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    [(experiment_id, c, position) for position, c in enumerate(dict.fromkeys(config_ids), start=1)])
             if set_active:
-                self._deploy(db, project_id, [self.default_environment()["id"]], None, experiment_id)
+                env_id = db.value("SELECT id FROM environments WHERE is_default = 1")
+                self._deploy(db, project_id, [env_id], None, experiment_id)
         return experiment_id
 
     def add_experiment_config(self, experiment_id: str, config_id: str) -> None:
         """Make ``config_id`` one of the experiment's active configs (a no-op when it already is)."""
         with self.write() as db:
-            db.execute("INSERT OR IGNORE INTO experiment_configs VALUES (?, ?, 1)", (experiment_id, config_id))
+            db.run("INSERT INTO experiment_configs (experiment_id, config_id, active, position)"
+                   " SELECT ?, ?, 1, COALESCE(MAX(position), 0) + 1 FROM experiment_configs WHERE experiment_id = ?"
+                   " ON CONFLICT DO NOTHING", (experiment_id, config_id, experiment_id))
 
     def experiment(self, experiment_id: str) -> dict[str, Any]:
-        row = self.read().execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"experiment {experiment_id} not found")
-        found = dict(row)
+        with self.db.reading() as db:
+            found = db.one("SELECT * FROM experiments WHERE id = ?", (experiment_id,))
+            if found is None:
+                raise NotFound(f"experiment {experiment_id} not found")
+            configs = db.all("SELECT config_id, active FROM experiment_configs WHERE experiment_id = ?"
+                             " ORDER BY position, config_id", (experiment_id,))
         found["positive_labels"] = json.loads(found["positive_labels"])
-        found["configs"] = [(r[0], bool(r[1])) for r in self.read().execute(
-            "SELECT config_id, active FROM experiment_configs WHERE experiment_id = ? ORDER BY rowid", (experiment_id,))]
+        found["configs"] = [(r["config_id"], bool(r["active"])) for r in configs]
         found["config_ids"] = [config_id for config_id, active in found["configs"] if active]
         return found
 
     def project_experiments(self, project_id: str) -> list[dict[str, Any]]:
         self.project_by_id(project_id)
-        rows = self.read().execute("SELECT id FROM experiments WHERE project_id = ? ORDER BY created_at, id",
-                                   (project_id,))
-        return [self.experiment(r[0]) for r in rows]
+        rows = self._all("SELECT id FROM experiments WHERE project_id = ? ORDER BY created_at, id", (project_id,))
+        return [self.experiment(r["id"]) for r in rows]
 
     def experiment_arms(self, experiment: dict[str, Any]) -> dict[str, Arm]:
         """Feedback counts per config of ``experiment`` (every config, active or not), read from the
@@ -312,16 +358,17 @@ class Store:
         if not types:
             return arms
         matches = " OR ".join("(f.type = ? AND f.value = ?)" for _ in labels)
-        rows = self.read().execute(
-            "SELECT config_id, COUNT(*), SUM(success) FROM ("
-            f" SELECT l.config_id AS config_id, MAX({matches}) AS success FROM feedback f"
+        rows = self._all(
+            "SELECT config_id, COUNT(*) AS trials, SUM(success) AS successes FROM ("
+            f" SELECT l.config_id AS config_id, MAX(CASE WHEN {matches} THEN 1 ELSE 0 END) AS success FROM feedback f"
             " JOIN logs l ON l.id = f.log_id"
-            f" WHERE f.experiment_id = ? AND f.type IN ({', '.join('?' * len(types))}) GROUP BY f.log_id"
-            ") GROUP BY config_id",
+            f" WHERE f.experiment_id = ? AND f.type IN ({', '.join('?' * len(types))}) GROUP BY f.log_id, l.config_id"
+            ") AS per_log GROUP BY config_id",
             [*(part for label in labels for part in label), experiment["id"], *types])
-        for config_id, trials, successes in rows:
-            if config_id in arms:
-                arms[config_id] = Arm(config_id, successes, trials - successes)
+        for row in rows:
+            if row["config_id"] in arms:
+                trials, successes = int(row["trials"]), int(row["successes"])
+                arms[row["config_id"]] = Arm(row["config_id"], successes, trials - successes)
         return arms
 
     def sample_experiment_configs(self, experiment_id: str, n: int, rng: random.Random | None = None) -> list[str]:
@@ -331,34 +378,38 @@ class Store:
         if not experiment["config_ids"]:
             raise NotFound(f"experiment {experiment_id} has no active model configs")
         arms = self.experiment_arms(experiment)
-        with self._rng_lock:
-            return thompson([arms[c] for c in experiment["config_ids"]], n, rng or self.experiment_rng)
+        if rng is None:
+            rng = self.experiment_rng if self.experiment_seed is None else \
+                random.Random(f"{self.experiment_seed}:{self.next_count('experiment-draws')}")
+        return thompson([arms[c] for c in experiment["config_ids"]], n, rng)
 
     def sample_experiment_config(self, experiment_id: str, rng: random.Random | None = None) -> str:
         return self.sample_experiment_configs(experiment_id, 1, rng)[0]
 
     # -- environments and deployments --------------------------------------------------------
     def default_environment(self) -> dict[str, Any]:
-        return dict(self.read().execute("SELECT * FROM environments WHERE is_default = 1").fetchone())
+        return self._one("SELECT * FROM environments WHERE is_default = 1")  # type: ignore[return-value]
 
     def environment(self, *, name: str | None = None, env_id: str | None = None) -> dict[str, Any]:
         if env_id:
-            row = self.read().execute("SELECT * FROM environments WHERE id = ?", (env_id,)).fetchone()
+            row = self._one("SELECT * FROM environments WHERE id = ?", (env_id,))
         else:
-            row = self.read().execute("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+            row = self._one("SELECT * FROM environments WHERE name = ?", (name,))
         if row is None:
             raise NotFound(f"environment {env_id or name} not found")
-        return dict(row)
+        return row
 
     def ensure_environment(self, name: str) -> dict[str, Any]:
         with self.write() as db:
-            db.execute("INSERT OR IGNORE INTO environments VALUES (?, ?, 0)", (new_id("env"), name))
+            db.run("INSERT INTO environments VALUES (?, ?, 0) ON CONFLICT DO NOTHING", (new_id("env"), name))
         return self.environment(name=name)
 
-    def _deploy(self, db: sqlite3.Connection, project_id: str, env_ids: list[str],
-                config_id: str | None, experiment_id: str | None) -> None:
-        db.executemany("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?)",
-                       [(project_id, e, config_id, experiment_id) for e in env_ids])
+    @staticmethod
+    def _deploy(db: Tx, project_id: str, env_ids: list[str], config_id: str | None,
+                experiment_id: str | None) -> None:
+        db.many("INSERT INTO deployments VALUES (?, ?, ?, ?) ON CONFLICT (project_id, environment_id)"
+                " DO UPDATE SET config_id = excluded.config_id, experiment_id = excluded.experiment_id",
+                [(project_id, e, config_id, experiment_id) for e in env_ids])
 
     def deploy(self, project_id: str, env_ids: list[str], config_id: str | None,
                experiment_id: str | None) -> None:
@@ -372,19 +423,18 @@ class Store:
 
     def deployments(self, project_id: str) -> list[dict[str, Any]]:
         self.project_by_id(project_id)
-        rows = self.read().execute(
+        return self._all(
             "SELECT d.*, e.name AS environment_name, e.is_default FROM deployments d "
             "JOIN environments e ON e.id = d.environment_id WHERE d.project_id = ? ORDER BY e.name",
             (project_id,))
-        return [dict(r) for r in rows]
 
     def deployment(self, project_id: str, environment: str | None) -> dict[str, Any]:
         env = self.environment(name=environment) if environment else self.default_environment()
-        row = self.read().execute("SELECT * FROM deployments WHERE project_id = ? AND environment_id = ?",
-                                  (project_id, env["id"])).fetchone()
+        row = self._one("SELECT * FROM deployments WHERE project_id = ? AND environment_id = ?",
+                        (project_id, env["id"]))
         if row is None:
             raise NotFound(f"project {project_id} has no deployment in environment {env['name']}")
-        return {**dict(row), "environment_name": env["name"]}
+        return {**row, "environment_name": env["name"]}
 
     # -- sessions ----------------------------------------------------------------------------
     @staticmethod
@@ -392,13 +442,13 @@ class Store:
         """Sessions named by reference get an id derived from it: known before anything is stored."""
         return stable_id("sesh", "ref:" + reference_id)
 
-    def session_for_reference(self, db: sqlite3.Connection, reference_id: str) -> str:
-        db.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?)",
-                   (self.session_id_for(reference_id), reference_id, time.time()))
-        return db.execute("SELECT id FROM sessions WHERE reference_id = ?", (reference_id,)).fetchone()[0]
+    def session_for_reference(self, db: Tx, reference_id: str) -> str:
+        db.run("INSERT INTO sessions VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+               (self.session_id_for(reference_id), reference_id, time.time()))
+        return db.value("SELECT id FROM sessions WHERE reference_id = ?", (reference_id,))
 
     # -- logs --------------------------------------------------------------------------------
-    def write_logs(self, db: sqlite3.Connection, *, project_id: str, endpoint: str, logs: list[PendingLog],
+    def write_logs(self, db: Tx, *, project_id: str, endpoint: str, logs: list[PendingLog],
                    inputs: dict[str, Any], messages: list[dict[str, Any]], metadata: Any, source: str | None,
                    usage: dict[str, int] | None, session_id: str | None, parent_id: str | None,
                    save: bool, experiment_id: str | None = None) -> None:
@@ -407,92 +457,141 @@ class Store:
 
         ``messages`` is the default for logs whose ``PendingLog.messages`` is None. Inputs and each
         distinct messages list are stored once, as payloads the logs point at: 100 samples of 1 MB
-        of messages are 1 MB in the file, not 100.
+        of messages are 1 MB in the file, not 100. Payloads are inserted in id order, so two calls
+        sharing payloads (on two workers) never wait for each other's in opposite orders.
         """
         now = time.time()
-        inputs_ref = self._payload(db, inputs) if save else None
+        payloads: dict[str, str] = {}  # id -> JSON text
+
+        def payload(value: Any) -> str:
+            text = json.dumps(value)
+            payload_id = hashlib.sha256(text.encode()).hexdigest()
+            payloads[payload_id] = text
+            return payload_id
+
+        inputs_ref = payload(inputs) if save else None
         refs: dict[int, str] = {}  # id() of a messages list -> its payload (samples of one config share one list)
 
         def messages_ref(log: PendingLog) -> str | None:
             chosen = messages if log.messages is None else log.messages
             if id(chosen) not in refs:
-                refs[id(chosen)] = self._payload(db, chosen)
+                refs[id(chosen)] = payload(chosen)
             return refs[id(chosen)]
 
-        db.executemany(
+        rows = [(log.id, project_id, log.config_id, session_id, parent_id, log.sample_index, endpoint, now,
+                 inputs_ref, messages_ref(log) if save else None, log.output if save else None, log.finish_reason,
+                 json.dumps(log.error) if log.error else None, json.dumps(metadata),
+                 source, json.dumps(usage) if usage else None, int(save), experiment_id)
+                for log in logs]
+        db.many("INSERT INTO payloads VALUES (?, ?) ON CONFLICT DO NOTHING", sorted(payloads.items()))
+        db.many(
             "INSERT INTO logs (id, project_id, config_id, session_id, parent_id, sample_index, endpoint,"
             " created_at, inputs_ref, messages_ref, output, finish_reason, error, metadata, source, usage, saved,"
-            " experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(log.id, project_id, log.config_id, session_id, parent_id, log.sample_index, endpoint, now,
-              inputs_ref, messages_ref(log) if save else None, log.output if save else None, log.finish_reason,
-              json.dumps(log.error) if log.error else None, json.dumps(metadata),
-              source, json.dumps(usage) if usage else None, int(save), experiment_id)
-             for log in logs])
-
-    @staticmethod
-    def _payload(db: sqlite3.Connection, value: Any) -> str:
-        """Store a JSON value once (content-addressed); its id."""
-        text = json.dumps(value)
-        payload_id = hashlib.sha256(text.encode()).hexdigest()
-        db.execute("INSERT OR IGNORE INTO payloads VALUES (?, ?)", (payload_id, text))
-        return payload_id
+            " experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- idempotency keys --------------------------------------------------------------------
     def completed_call(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """(request hash, response body) of the completed call stored under ``key``, if any."""
-        row = self.read().execute("SELECT request_hash, response FROM idempotency WHERE key = ?", (key,)).fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+        row = self._one("SELECT request_hash, response FROM idempotency WHERE key = ?", (key,))
+        return (row["request_hash"], json.loads(row["response"])) if row else None
 
     @staticmethod
-    def remember_call(db: sqlite3.Connection, key: str, request_hash: str, response: dict[str, Any]) -> None:
+    def remember_call(db: Tx, key: str, request_hash: str, response: dict[str, Any]) -> None:
         """Store a completed call's response under its key, in the transaction of its logs. A key
-        stored first by another process keeps its response (the in-flight wait is per process)."""
-        db.execute("INSERT OR IGNORE INTO idempotency VALUES (?, ?, ?, ?)",
-                   (key, request_hash, json.dumps(response), time.time()))
+        stored first by another request (another worker) keeps its response."""
+        db.run("INSERT INTO idempotency VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+               (key, request_hash, json.dumps(response), time.time()))
 
-    # -- shared rate budgets (server/ratelimit.py) ---------------------------------------------
+    def claim_call(self, key: str, owner: str, stale: Any) -> bool:
+        """Mark the call under ``key`` as running in ``owner`` (a worker); False while another owner
+        runs it. ``stale(owner, started_at)`` says whether a claim's owner is gone (a killed worker),
+        in which case the claim is taken over."""
+        with self.write() as db:
+            if db.run("INSERT INTO running_calls VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (key, owner, time.time())):
+                return True
+            row = db.one("SELECT owner, started_at FROM running_calls WHERE key = ?", (key,))
+            if row is None or stale(row["owner"], row["started_at"]):
+                db.run("DELETE FROM running_calls WHERE key = ?", (key,))
+                db.run("INSERT INTO running_calls VALUES (?, ?, ?)", (key, owner, time.time()))
+                return True
+            return False
+
+    def release_call(self, key: str, owner: str) -> None:
+        with self.write() as db:
+            db.run("DELETE FROM running_calls WHERE key = ? AND owner = ?", (key, owner))
+
+    # -- state shared by workers ---------------------------------------------------------------
     def advance_bucket(self, bucket: str, not_before: float, cost: float) -> float:
         """Take the next slot on a shared timeline: slot = max(bucket's time, ``not_before``), and the
         bucket's time becomes slot + ``cost`` (seconds; may be negative to give time back). Returns the
         slot. One atomic statement, so every worker and thread sharing the database sees one timeline.
         """
         with self.write() as db:
-            return db.execute(
+            tat = db.value(
                 "INSERT INTO rate_buckets (bucket, tat) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE"
-                " SET tat = MAX(rate_buckets.tat, ?) + ? RETURNING tat",
-                (bucket, not_before + cost, not_before, cost)).fetchone()[0] - cost
+                " SET tat = (CASE WHEN rate_buckets.tat > ? THEN rate_buckets.tat ELSE ? END) + ? RETURNING tat",
+                (bucket, not_before + cost, not_before, not_before, cost))
+        return tat - cost
 
     def buckets(self) -> dict[str, float]:
         """Every rate bucket's time (the end of its last reserved slot)."""
-        return {r[0]: r[1] for r in self.read().execute("SELECT bucket, tat FROM rate_buckets ORDER BY bucket")}
+        return {r["bucket"]: r["tat"] for r in self._all("SELECT bucket, tat FROM rate_buckets ORDER BY bucket")}
 
+    def next_count(self, name: str) -> int:
+        """1, 2, 3, … per ``name`` across every worker since ``reset_counters`` (fault and experiment draws)."""
+        with self.write() as db:
+            return int(db.value("INSERT INTO counters VALUES (?, 1) ON CONFLICT (name) DO UPDATE"
+                                " SET value = counters.value + 1 RETURNING value", (name,)))
+
+    def reset_counters(self) -> None:
+        """Start the draw sequences again (at server start: a seeded run repeats; claims of the last run end)."""
+        with self.write() as db:
+            db.run("DELETE FROM counters")
+            db.run("DELETE FROM running_calls")
+
+    def publish_worker_stats(self, worker: str, stats: dict[str, Any]) -> None:
+        with self.write() as db:
+            db.run("INSERT INTO worker_stats VALUES (?, ?, ?) ON CONFLICT (worker) DO UPDATE"
+                   " SET stats = excluded.stats, updated_at = excluded.updated_at",
+                   (worker, json.dumps(stats), time.time()))
+
+    def worker_stats(self, since: float) -> dict[str, dict[str, Any]]:
+        """Worker -> its last published stats, for workers that published after ``since``."""
+        return {r["worker"]: json.loads(r["stats"]) for r in self._all(
+            "SELECT worker, stats FROM worker_stats WHERE updated_at >= ? ORDER BY worker", (since,))}
+
+    def clear_worker_stats(self) -> None:
+        with self.write() as db:
+            db.run("DELETE FROM worker_stats")
+
+    # -- reading logs ------------------------------------------------------------------------
     def count_logs(self, *, project_id: str | None = None, config_id: str | None = None) -> int:
         """How many logs a project (or a config) has."""
         column, value = ("project_id", project_id) if project_id is not None else ("config_id", config_id)
-        return self.read().execute(f"SELECT COUNT(*) FROM logs WHERE {column} = ?", (value,)).fetchone()[0]
+        return int(self._value(f"SELECT COUNT(*) FROM logs WHERE {column} = ?", (value,)))
 
     def logs(self, project_id: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
         self.project_by_id(project_id)
-        db = self.read()
-        total = db.execute("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project_id,)).fetchone()[0]
-        rows = db.execute(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.project_id = ? "
+        with self.db.reading() as db:
+            total = int(db.value("SELECT COUNT(*) FROM logs WHERE project_id = ?", (project_id,)))
+            rows = db.all(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.project_id = ? "
                           "ORDER BY logs.seq LIMIT ? OFFSET ?", (project_id, size, page * size))
-        return self._with_feedback([dict(r) for r in rows]), total
+        return self._with_feedback(rows), total
 
     def log(self, log_id: str) -> dict[str, Any]:
-        row = self.read().execute(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.id = ?",
-                                  (log_id,)).fetchone()
+        row = self._one(f"SELECT {LOG_COLUMNS} FROM logs {LOG_JOINS} WHERE logs.id = ?", (log_id,))
         if row is None:
             raise NotFound(f"log {log_id} not found")
-        return self._with_feedback([dict(row)])[0]
+        return self._with_feedback([row])[0]
 
     def _with_feedback(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The log rows, each with ``feedback``: its feedback rows, oldest first."""
         found: dict[str, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
-        for chunk in _chunks(list(found)):
-            for item in self.read().execute(
-                    f"SELECT * FROM feedback WHERE log_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq", chunk):
-                found[item["log_id"]].append(dict(item))
+        with self.db.reading() as db:
+            for chunk in _chunks(list(found)):
+                for item in db.all(f"SELECT * FROM feedback WHERE log_id IN ({', '.join('?' * len(chunk))})"
+                                   " ORDER BY seq", chunk):
+                    found[item["log_id"]].append(item)
         return [{**row, "feedback": found[row["id"]]} for row in rows]
 
     # -- feedback (POST /feedback) -------------------------------------------------------------
@@ -513,7 +612,7 @@ class Store:
             return [self._apply(db, change, experiments[change.log_id], now) for change in changes]
 
     @staticmethod
-    def _log_experiments(db: sqlite3.Connection, log_ids: list[str]) -> dict[str, str | None]:
+    def _log_experiments(db: Tx, log_ids: list[str]) -> dict[str, str | None]:
         """Log id -> the experiment it was sampled for (None: none).
 
         Raises:
@@ -521,26 +620,27 @@ class Store:
         """
         known: dict[str, str | None] = {}
         for chunk in _chunks(list(dict.fromkeys(log_ids))):
-            known.update(db.execute(f"SELECT id, experiment_id FROM logs WHERE id IN ({', '.join('?' * len(chunk))})",
-                                    chunk).fetchall())
+            known.update((r["id"], r["experiment_id"]) for r in db.all(
+                f"SELECT id, experiment_id FROM logs WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
         for log_id in log_ids:
             if log_id not in known:
                 raise NotFound(f"log {log_id} not found")
         return known
 
     @staticmethod
-    def _apply(db: sqlite3.Connection, change: FeedbackChange, experiment_id: str | None,
-               now: float) -> dict[str, Any]:
+    def _apply(db: Tx, change: FeedbackChange, experiment_id: str | None, now: float) -> dict[str, Any]:
         ident = feedback_id(change.log_id, change.type, change.value)
         row = {"id": ident, "log_id": change.log_id, "experiment_id": experiment_id, "type": change.type,
                "value": change.value or "", "user": change.user,
                "created_at": change.created_at if change.created_at is not None else now}
         if change.unset:
-            removed = db.execute("SELECT * FROM feedback WHERE id = ?", (ident,)).fetchone()
-            db.execute("DELETE FROM feedback WHERE id = ?", (ident,))
-            return dict(removed) if removed else row
-        db.execute("INSERT OR REPLACE INTO feedback (id, log_id, experiment_id, type, value, user, created_at)"
-                   " VALUES (:id, :log_id, :experiment_id, :type, :value, :user, :created_at)", row)
+            removed = db.one("SELECT * FROM feedback WHERE id = ?", (ident,))
+            db.run("DELETE FROM feedback WHERE id = ?", (ident,))
+            return removed or row
+        db.run("DELETE FROM feedback WHERE id = ?", (ident,))  # a replaced value is the newest (last in order)
+        db.run('INSERT INTO feedback (id, log_id, experiment_id, type, value, "user", created_at)'
+               " VALUES (?, ?, ?, ?, ?, ?, ?)", (row["id"], row["log_id"], row["experiment_id"], row["type"],
+                                                 row["value"], row["user"], row["created_at"]))
         return row
 
 

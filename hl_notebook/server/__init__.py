@@ -26,6 +26,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     from .errors import install_error_handlers
     from .limits import BodySizeLimit
     from .providers.upstream import Upstreams
+    from .ratelimit import ProviderLimiter, parse_limits
     from .store import Store
 
     @asynccontextmanager
@@ -42,7 +43,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.settings = settings
     app.state.store = Store(settings.db_path, experiment_seed=settings.experiment_seed)
     app.state.in_flight = InFlight()  # Idempotency-Keys of the chat calls running now
-    app.state.upstreams = Upstreams(settings.upstream_timeout)  # pass-through connections, cut at shutdown
+    # budgets per provider key (--provider-limits), their timelines shared through the store
+    app.state.provider_limiter = ProviderLimiter(parse_limits(settings.provider_limits), app.state.store,
+                                                 ceiling=settings.worker_threads)
+    app.state.upstreams = Upstreams(settings.upstream_timeout,  # pass-through connections, cut at shutdown
+                                    limiter=app.state.provider_limiter)
     install_error_handlers(app)
     app.include_router(routes_chat.router, prefix=API_PREFIX)
     app.include_router(routes_admin.router, prefix=API_PREFIX)

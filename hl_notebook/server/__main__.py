@@ -67,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--experiment-seed", type=int, default=None, metavar="N",
                         help="seed the sampling of experiment configs, so a sequence of calls samples the same "
                              "configs on every run (default: unseeded)")
+    parser.add_argument("--provider-limits", action="append", default=[], metavar="BUDGETS",
+                        help="requests and tokens per minute per provider key, shared by every worker on --db, "
+                             "e.g. 'openai=500rpm,200000tpm;anthropic=50rpm'; 'openai@3fa2c1d0=100rpm' overrides "
+                             "one key, named by the first 8 hex digits of its SHA-256 (default: unlimited)")
     return parser.parse_args(argv)
 
 
@@ -94,11 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     if rates and not args.faults:
         print("--fault-rates needs --faults", file=sys.stderr)
         return 2
+    from .ratelimit import LimitSyntaxError, parse_limits
+
+    try:
+        parse_limits(args.provider_limits)
+    except LimitSyntaxError as exc:
+        print(f"--provider-limits: {exc}", file=sys.stderr)
+        return 2
     settings = ServerSettings(api_key=api_key, db_path=args.db, mock_latency_ms=args.mock_latency_ms,
                               max_body_bytes=args.max_body_bytes, faults=args.faults, fault_rates=rates,
                               fault_seed=args.fault_seed, fault_retry_after=args.fault_retry_after,
                               experiment_seed=args.experiment_seed,
-                              upstream_timeout=args.upstream_timeout)
+                              upstream_timeout=args.upstream_timeout,
+                              provider_limits=";".join(args.provider_limits))
     # proto=IPPROTO_TCP: asyncio turns on TCP_NODELAY for accepted connections only then; without
     # it a kept-alive response body waits for the client's delayed ACK (~40 ms a request)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,

@@ -63,11 +63,14 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["Server"])
 
 
 @router.get("/server-stats")
-def server_stats(request: Request) -> dict[str, int]:
-    return request.app.state.counters.snapshot()
+def server_stats(request: Request) -> dict[str, Any]:
+    """The chat counters, and per provider key its budget and pacing (``provider_limits``, ratelimit.py)."""
+    return {**request.app.state.counters.snapshot(),
+            "provider_limits": request.app.state.provider_limiter.snapshot()}
 
 
 @router.post("/server-stats/reset")
-def reset_stats(request: Request) -> dict[str, int]:
+def reset_stats(request: Request) -> dict[str, Any]:
     request.app.state.counters.reset()
-    return request.app.state.counters.snapshot()
+    request.app.state.provider_limiter.reset()
+    return server_stats(request)

@@ -108,11 +108,7 @@ class AnthropicProvider:
     def complete(self, call: ProviderCall) -> ProviderResult:
         upstream, body = self._upstream(call), self._body(call)
 
-        def one() -> dict[str, Any]:
-            with upstream.post(body) as response:
-                return upstream.json(response)
-
-        answers = gather([one] * call.num_samples)
+        answers = gather([lambda: upstream.fetch(body)] * call.num_samples)
         generations = [self._generation(index, data) for index, data in enumerate(answers)]
         usages = [data.get("usage") or {} for data in answers]
         return ProviderResult(generations, total([_prompt_tokens(u) for u in usages]),
@@ -168,6 +164,7 @@ class AnthropicProvider:
                     calls = [_tool_call(b.get("id"), b.get("name"), b["json"] or json.dumps(b.get("input") or {}))
                              for _, b in sorted(blocks.items()) if b.get("type") == "tool_use"]
                     message["stop_reason"] = reason
+                    upstream.settle(body, message.get("usage"))
                     yield StreamDelta(index, "", STOP_REASONS.get(reason, reason), calls or None)
                     return
         raise upstream.cut_off()
@@ -178,7 +175,8 @@ class AnthropicProvider:
         key = resolve_key(call, "anthropic", "ANTHROPIC_API_KEY", self.origin, required=base == DEFAULT_BASE_URL)
         headers = {"anthropic-version": API_VERSION, **({"x-api-key": key} if key else {})}
         return Upstream(f"{base}/v1/messages", headers, key, self.origin, read_timeout(other, self.upstreams.timeout),
-                        overloaded=frozenset({503, 529}), route_hint=_route_hint(base), upstreams=self.upstreams)
+                        overloaded=frozenset({503, 529}), route_hint=_route_hint(base), upstreams=self.upstreams,
+                        limit=self.upstreams.limit_for("anthropic", key))
 
     @staticmethod
     def _body(call: ProviderCall) -> dict[str, Any]:

@@ -101,8 +101,7 @@ class OpenAIProvider:
 
     @staticmethod
     def _post(upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
-        with upstream.post(body) as response:
-            return upstream.json(response)
+        return upstream.fetch(body)
 
     def stream(self, call: ProviderCall) -> Iterator[StreamDelta | StreamUsage]:
         upstream = self._upstream(call)
@@ -143,6 +142,7 @@ class OpenAIProvider:
                     yield delta
         if not started or started - finished:
             raise upstream.cut_off()
+        upstream.settle(body, usage)
         summary.prompt.append(count(usage, "prompt_tokens"))
         summary.generated.append(count(usage, "completion_tokens"))
         summary.responses.append({k: v for k, v in last.items() if k != "choices"})
@@ -154,7 +154,7 @@ class OpenAIProvider:
         key = resolve_key(call, "openai", "OPENAI_API_KEY", self.origin, required=base == DEFAULT_BASE_URL)
         return Upstream(f"{base}/chat/completions", {"Authorization": f"Bearer {key}"} if key else {}, key,
                         self.origin, read_timeout(other, self.upstreams.timeout), route_hint=_route_hint(base),
-                        upstreams=self.upstreams)
+                        upstreams=self.upstreams, limit=self.upstreams.limit_for("openai", key))
 
     @staticmethod
     def _body(call: ProviderCall) -> dict[str, Any]:

@@ -12,10 +12,11 @@ import os
 import re
 import socket
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -25,13 +26,18 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
 from hl_notebook.server.providers.base import ProviderCall, ProviderError
+from hl_notebook.server.ratelimit import BudgetExhausted, WaitCancelled, estimate_tokens, reported_tokens
 from hl_notebook.wire import parse_retry_after, sse_data
+
+if TYPE_CHECKING:
+    from hl_notebook.server.ratelimit import KeyLimiter, ProviderLimiter
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the upstream; --upstream-timeout, other.timeout
 MAX_TIMEOUT = 3600.0  # other.timeout above this is refused (and huge floats overflow socket timeouts)
+MAX_RATE_LIMIT_RETRIES = 10  # upstream 429s one request is sent again after (within its wait bound)
 CONTROL_KEYS = frozenset({"base_url", "timeout"})  # ours, never sent upstream (nor mock_*)
 # error types an upstream may put in a mid-stream error event -> (our status, our type)
 STREAM_ERRORS = {
@@ -123,8 +129,9 @@ class Upstreams:
     threads at once; their calls end as logged ``upstream_cancelled`` errors.
     """
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, limiter: ProviderLimiter | None = None) -> None:
         self.timeout = timeout
+        self.limiter = limiter  # budgets per provider key (--provider-limits); None: nothing is paced
         self.cancelled = threading.Event()
         self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -140,13 +147,20 @@ class Upstreams:
             session.mount("https://", adapter)
         return session
 
+    def limit_for(self, provider: str, key: str | None) -> KeyLimiter | None:
+        """The pacing of ``provider`` calls made with ``key`` (None: not limited, e.g. keyless calls)."""
+        return self.limiter.for_key(provider, key) if self.limiter is not None else None
+
     def cancel(self) -> None:
-        """Cut every upstream connection, now and from now on (idempotent)."""
+        """Cut every upstream connection, and end every wait for a rate slot, now and from now on
+        (idempotent)."""
         with self._lock:
             self.cancelled.set()
             connections = list(self._connections)
         for connection in connections:
             _shut(connection.sock)
+        if self.limiter is not None:
+            self.limiter.wake()
 
     def _track(self, connection: HTTPConnection) -> None:
         with self._lock:
@@ -284,6 +298,7 @@ class Upstream:
     overloaded: frozenset[int] = frozenset({503})  # upstream statuses that mean "busy, retry" -> 503
     route_hint: str = ""  # what to say when the URL names no endpoint (a wrong base URL)
     upstreams: Upstreams = field(default=DEFAULT_UPSTREAMS, repr=False)
+    limit: KeyLimiter | None = field(default=None, repr=False)  # the key's budget (Upstreams.limit_for)
 
     def redact(self, value: Any) -> Any:
         """``value`` (str, or JSON-like nesting) with every occurrence of the key replaced."""
@@ -303,7 +318,62 @@ class Upstream:
                              retry_after=retry_after)
 
     def post(self, body: dict[str, Any], *, stream: bool = False) -> requests.Response:
-        """POST ``body``; returns only a 2xx response (the caller closes it when streaming)."""
+        """POST ``body``; returns only a 2xx response (the caller closes it when streaming).
+
+        With a key budget (``limit``), the request first waits for its slot, and an upstream 429
+        is sent again once the key's shared pause is over, as long as that stays within
+        ``read_timeout`` seconds of waiting; past that the call is a 429 with Retry-After (the
+        client may try again later) instead of an answer that comes too late.
+        """
+        if self.limit is None:
+            return self._send(body, stream)
+        return self._paced(self.limit, body, stream)
+
+    def _paced(self, limit: KeyLimiter, body: dict[str, Any], stream: bool) -> requests.Response:
+        deadline = time.time() + self.read_timeout
+        tokens = estimate_tokens(body)
+        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+            if attempt:
+                limit.retried()
+            try:
+                limit.admit(tokens, deadline, self.upstreams.cancelled)
+            except WaitCancelled:
+                raise self.cancelled() from None
+            except BudgetExhausted as exc:
+                raise self.error(f"{self.origin} rate budget of this key ({limit.budget.describe()}, "
+                                 f"--provider-limits) has no free slot for {exc.retry_after:.1f} s", 429,
+                                 "rate_limit_error", exc.retry_after) from None
+            try:
+                response = self._send(body, stream)
+            except ProviderError as exc:
+                limit.release(succeeded=False)
+                if exc.status != 429:
+                    raise  # its tokens estimate stays spent: the upstream may have worked on it
+                limit.settle(tokens, 0)  # refused: it spent nothing
+                limit.throttled(exc.retry_after)
+                if attempt == MAX_RATE_LIMIT_RETRIES:
+                    raise
+                continue
+            if stream:
+                _on_close(response, lambda: limit.release(succeeded=True))
+            else:
+                limit.release(succeeded=True)
+            return response
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def settle(self, body: dict[str, Any], usage: Any) -> None:
+        """Tell the key's tokens budget what the request with ``body`` really spent (its ``usage``)."""
+        if self.limit is not None:
+            self.limit.settle(estimate_tokens(body), reported_tokens(usage))
+
+    def fetch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` and return the decoded JSON answer, its usage told to the key's budget."""
+        with self.post(body) as response:
+            data = self.json(response)
+        self.settle(body, data.get("usage") if isinstance(data, dict) else None)
+        return data
+
+    def _send(self, body: dict[str, Any], stream: bool) -> requests.Response:
         if self.upstreams.cancelled.is_set():
             raise self.cancelled()
         try:
@@ -391,6 +461,21 @@ class Upstream:
 
     def cut_off(self) -> ProviderError:
         return self.error(f"{self.origin} stream ended before every sample finished")
+
+
+def _on_close(response: requests.Response, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once when ``response`` is closed: a stream holds its concurrency place until then."""
+    close = response.close
+    pending = [callback]
+
+    def closing() -> None:
+        try:
+            close()
+        finally:
+            while pending:
+                pending.pop()()
+
+    response.close = closing  # type: ignore[method-assign]
 
 
 def _error_message(response: requests.Response) -> str | None:

@@ -14,6 +14,7 @@ import requests
 
 from hl_notebook.server import process
 from hl_notebook.server.process import URL_LINE
+from postgres import database_for
 
 __all__ = ["SERVED_PROVIDERS", "URL_LINE", "ServerProcess", "closed_port_url"]
 
@@ -29,7 +30,8 @@ def closed_port_url() -> str:
 
 
 class ServerProcess(process.ServerProcess):
-    """``python -m hl_notebook.server`` with its own SQLite file; ``base_url`` ends in ``/v4``."""
+    """``python -m hl_notebook.server`` with its own SQLite file — or, with ``HL_TEST_DB=postgresql``,
+    its own PostgreSQL database named after that file (``postgres.py``); ``base_url`` ends in ``/v4``."""
 
     def __init__(self, db_path: Path, api_key: str = "test-key-0123456789", extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -37,7 +39,7 @@ class ServerProcess(process.ServerProcess):
         super().__init__([], env=env)
 
     def start(self, timeout: float = 60) -> "ServerProcess":
-        self.command = process.local_server_command(self.db_path, self.api_key, self.extra_args)
+        self.command = process.local_server_command(database_for(self.db_path), self.api_key, self.extra_args)
         super().start(timeout)
         return self
 

@@ -20,12 +20,19 @@ import time
 from pathlib import Path
 
 ENGINE_VARIABLE = "HL_TEST_DB"
+WORKERS_VARIABLE = "HL_TEST_WORKERS"  # with PostgreSQL: serve every test server with this many workers
 SUPERUSER = "hl"
 
 
 def engine() -> str:
     value = os.environ.get(ENGINE_VARIABLE, "sqlite").strip() or "sqlite"
     return "postgresql" if value.startswith(("postgresql", "postgres")) else "sqlite"
+
+
+def test_workers() -> list[str]:
+    """``--workers N`` for test servers when ``HL_TEST_WORKERS`` asks for it (PostgreSQL only)."""
+    workers = os.environ.get(WORKERS_VARIABLE, "").strip()
+    return ["--workers", workers] if workers and engine() == "postgresql" else []
 
 
 def binaries() -> Path | None:

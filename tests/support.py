@@ -14,7 +14,7 @@ import requests
 
 from hl_notebook.server import process
 from hl_notebook.server.process import URL_LINE
-from postgres import database_for
+from postgres import database_for, test_workers
 
 __all__ = ["SERVED_PROVIDERS", "URL_LINE", "ServerProcess", "closed_port_url"]
 
@@ -39,7 +39,8 @@ class ServerProcess(process.ServerProcess):
         super().__init__([], env=env)
 
     def start(self, timeout: float = 60) -> "ServerProcess":
-        self.command = process.local_server_command(database_for(self.db_path), self.api_key, self.extra_args)
+        self.command = process.local_server_command(database_for(self.db_path), self.api_key,
+                                                    [*test_workers(), *self.extra_args])
         super().start(timeout)
         return self
 

@@ -18,6 +18,8 @@ API_PREFIX = "/v4"
 
 def create_app(settings: ServerSettings) -> FastAPI:
     """Build the app: one router per concern, store and settings on ``app.state``."""
+    import asyncio
+
     import anyio.to_thread
     from fastapi import FastAPI
 
@@ -35,14 +37,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # provider holds one of its threads per call. Everything else shares anyio's default pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.admin_threads
         routes_chat.chat_limiter(app)
+        publishing = asyncio.ensure_future(app.state.stats_publisher.run()) if app.state.stats_publisher else None
         yield
+        if publishing is not None:
+            publishing.cancel()
         app.state.upstreams.cancel()  # pass-through calls still waiting on an upstream end now
+        app.state.store.close()
 
     app = FastAPI(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.settings = settings
     app.state.store = Store(settings.db_path, experiment_seed=settings.experiment_seed)
-    app.state.in_flight = InFlight()  # Idempotency-Keys of the chat calls running now
+    shared = settings.workers > 1  # state that several worker processes must agree on goes through the store
+    if shared:
+        from .workers import SharedInFlight
+
+        # Idempotency-Keys of the chat calls running now, in any worker
+        app.state.in_flight = SharedInFlight(app.state.store, settings.idempotency_wait + settings.upstream_timeout)
+    else:
+        app.state.in_flight = InFlight()  # Idempotency-Keys of the chat calls running now
     # budgets per provider key (--provider-limits), their timelines shared through the store
     app.state.provider_limiter = ProviderLimiter(parse_limits(settings.provider_limits), app.state.store,
                                                  ceiling=settings.worker_threads)
@@ -55,6 +68,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(stats.router, prefix=API_PREFIX)
     app.include_router(routes_info.router, prefix=API_PREFIX)
     app.state.counters = stats.ChatCounters()
+    app.state.stats_publisher = None
+    if shared:
+        from .workers import StatsPublisher
+
+        app.state.stats_publisher = StatsPublisher(app.state.store, app.state.counters)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(stats.CountChatRequests, counters=app.state.counters, prefix=API_PREFIX)
     if settings.faults:
@@ -62,7 +80,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         app.add_middleware(FaultInjector, settings=FaultSettings(settings.fault_rates or {}, settings.fault_seed,
                                                                 settings.fault_retry_after),
-                           prefix=API_PREFIX)
+                           prefix=API_PREFIX, shared_count=app.state.store.next_count if shared else None)
     return app
 
 

@@ -48,7 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      description="Local server speaking the Humanloop v4 chat API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
-    parser.add_argument("--db", default=str(DEFAULT_DB), help=f"SQLite file (default {DEFAULT_DB})")
+    parser.add_argument("--db", default=str(DEFAULT_DB),
+                        help=f"SQLite file, or a postgresql://user:password@host/database URL for a team server "
+                             f"(default {DEFAULT_DB})")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes (default 1); more than one needs a PostgreSQL --db")
     parser.add_argument("--api-key", default=None,
                         help="key clients send as X-API-KEY (default: $HL_NOTEBOOK_API_KEY, else a new one)")
     parser.add_argument("--mock-latency-ms", type=_mock_ms, default=0.0,
@@ -110,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                               fault_seed=args.fault_seed, fault_retry_after=args.fault_retry_after,
                               experiment_seed=args.experiment_seed,
                               upstream_timeout=args.upstream_timeout,
-                              provider_limits=";".join(args.provider_limits))
+                              provider_limits=";".join(args.provider_limits), workers=args.workers)
+    from .workers import refuse_reason
+
+    reason = refuse_reason(settings)
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
     # proto=IPPROTO_TCP: asyncio turns on TCP_NODELAY for accepted connections only then; without
     # it a kept-alive response body waits for the client's delayed ACK (~40 ms a request)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,
@@ -120,7 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     sock.listen(2048)  # connections queue from now on, so the URL printed below is usable at once
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(settings)
+    from .database import DatabaseError
+    from .store import Store
+
+    try:
+        if settings.workers > 1:
+            store = Store(settings.db_path)  # migrated once, here, before any worker starts
+            store.reset_counters()
+            store.close()
+            logging.basicConfig(level=logging.INFO)
+            print(f"hl_notebook server at http://{shown}:{port}{API_PREFIX} ({settings.workers} workers)", flush=True)
+            from . import workers
+
+            workers.serve(settings, sock)
+            return 0
+        app = create_app(settings)
+    except DatabaseError as exc:
+        print(f"--db: {exc}", file=sys.stderr)
+        return 2
+    app.state.store.reset_counters()  # a seeded run draws the same faults and experiment configs again
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     logging.basicConfig(level=logging.INFO)
     print(f"hl_notebook server at http://{shown}:{port}{API_PREFIX}", flush=True)

@@ -85,19 +85,24 @@ class FaultSettings:
 class FaultInjector:
     """Pure ASGI middleware in front of the chat paths."""
 
-    def __init__(self, app: Any, settings: FaultSettings, prefix: str) -> None:
-        self.app, self.settings = app, settings
+    def __init__(self, app: Any, settings: FaultSettings, prefix: str,
+                 shared_count: Callable[[str], int] | None = None) -> None:
+        """``shared_count``: a counter every worker shares (``Store.next_count``), so that with several
+        workers the n-th request with a body is the n-th of them all, not of this process."""
+        self.app, self.settings, self.shared_count = app, settings, shared_count
         self.paths = {prefix + p for p in CHAT_PATHS}
         self.rates = {fault_kind(kind): rate for kind, rate in settings.rates.items()}
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def draw(self, body: bytes) -> str | None:
-        """The fault for the next request with this body (None: no fault); see the module docstring."""
+    def draw(self, body: bytes, nth: int | None = None) -> str | None:
+        """The fault for the next request with this body (None: no fault); see the module docstring.
+        ``nth``: the request's number among those with this body (counted here when not given)."""
         digest = hashlib.sha256(body).hexdigest()
-        with self._lock:
-            nth = self._seen[digest]
-            self._seen[digest] += 1
+        if nth is None:
+            with self._lock:
+                nth = self._seen[digest]
+                self._seen[digest] += 1
         roll = random.Random(f"{self.settings.seed}:{digest}:{nth}").random()
         for kind, rate in self.rates.items():
             if roll < rate:
@@ -114,7 +119,11 @@ class FaultInjector:
             fault = header.decode("latin-1")
         elif self.rates:
             body, receive = await _read_body(receive)
-            fault = self.draw(body)
+            nth = None
+            if self.shared_count is not None:
+                name = "fault:" + hashlib.sha256(body).hexdigest()
+                nth = await asyncio.to_thread(self.shared_count, name) - 1
+            fault = self.draw(body, nth)
         else:
             fault = None
         if not fault:

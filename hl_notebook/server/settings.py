@@ -30,6 +30,7 @@ class ServerSettings:
     fault_retry_after: str = "1"
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT  # --upstream-timeout; a config's other.timeout wins
     experiment_seed: int | None = None  # --experiment-seed: reproducible experiment sampling (tests, demos)
+    workers: int = 1  # --workers: worker processes (more than one needs PostgreSQL; see workers.py)
     provider_limits: str = ""  # --provider-limits (ratelimit.parse_limits); "" = no budgets per provider key
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks

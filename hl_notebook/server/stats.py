@@ -65,12 +65,17 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["Server"])
 @router.get("/server-stats")
 def server_stats(request: Request) -> dict[str, Any]:
     """The chat counters, and per provider key its budget and pacing (``provider_limits``, ratelimit.py)."""
-    return {**request.app.state.counters.snapshot(),
-            "provider_limits": request.app.state.provider_limiter.snapshot()}
+    state = request.app.state
+    counters = state.stats_publisher.totals() if state.stats_publisher else state.counters.snapshot()
+    return {**counters, "provider_limits": state.provider_limiter.snapshot()}
 
 
 @router.post("/server-stats/reset")
 def reset_stats(request: Request) -> dict[str, Any]:
-    request.app.state.counters.reset()
-    request.app.state.provider_limiter.reset()
+    state = request.app.state
+    if state.stats_publisher:  # every worker resets within workers.PUBLISH_INTERVAL
+        state.stats_publisher.reset()
+    else:
+        state.counters.reset()
+    state.provider_limiter.reset()
     return server_stats(request)

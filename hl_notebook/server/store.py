@@ -543,11 +543,16 @@ class Store:
             return int(db.value("INSERT INTO counters VALUES (?, 1) ON CONFLICT (name) DO UPDATE"
                                 " SET value = counters.value + 1 RETURNING value", (name,)))
 
+    def count(self, name: str) -> int:
+        """The current value of counter ``name`` (0 before its first ``next_count``)."""
+        return int(self._value("SELECT value FROM counters WHERE name = ?", (name,)) or 0)
+
     def reset_counters(self) -> None:
         """Start the draw sequences again (at server start: a seeded run repeats; claims of the last run end)."""
         with self.write() as db:
             db.run("DELETE FROM counters")
             db.run("DELETE FROM running_calls")
+            db.run("DELETE FROM worker_stats")
 
     def publish_worker_stats(self, worker: str, stats: dict[str, Any]) -> None:
         with self.write() as db:

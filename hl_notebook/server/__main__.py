@@ -5,6 +5,7 @@ Why: a team or a notebook user can run the same server the embedded default uses
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import logging
 import secrets
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             if self.force_exit:  # a second Ctrl-C cancels the requests still running: no tracebacks for that
                 logging.getLogger("uvicorn.error").disabled = True
 
+    # the app and its imports are long-lived: out of the collector's sight, a full collection no
+    # longer walks them (they paused every request in flight for 50-130 ms under load)
+    gc.freeze()
     return _serve(QuietServer(config), sock)
 
 

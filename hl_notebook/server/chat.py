@@ -11,16 +11,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import anyio.to_thread
+
 from .. import template as templating
 from .bodies import data_entry, envelope, usage_dict
 from .errors import BadRequest, MissingVariables
 from .ids import new_id
 from .providers import get_provider
-from .providers.base import Generation, ProviderCall, ProviderError, StreamDelta, StreamUsage
+from .providers.base import Generation, ProviderCall, ProviderError, ProviderResult, StreamDelta, StreamUsage
 from .providers.upstream import Upstreams
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ModelConfigChatRequest)
 from .store import NotFound, PendingLog, Store, project_id_for
+from .writer import GroupWriter
 
 log = logging.getLogger("hl_notebook.server")
 
@@ -169,27 +172,44 @@ class ChatRun:
         ``save=False``: the body holds what that flag keeps out of the store). Returns the
         session id and that body.
         """
-        body, target = self.body, self.target
         with self.store.write() as db:
-            if target.project_name is not None:
-                target.project_id = self.store.ensure_project(db, target.project_name)
-            if target.new_config is not None:
-                config_id, params, name, description = target.new_config
-                self.store.ensure_config(db, target.project_id, params, name, description)
-            session_id = body.session_id
-            if body.session_reference_id and not session_id:
-                session_id = self.store.session_for_reference(db, body.session_reference_id)
-            # per sample: in an experiment each config renders its own template
-            logs = [PendingLog(self.log_ids[i], i, target.sample_configs[i], *outcomes[i], self._messages_for(i))
-                    for i in sorted(outcomes)]
-            self.store.write_logs(db, project_id=target.project_id, endpoint=self.endpoint, logs=logs,
-                                  inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,
-                                  source=body.source, usage=usage, session_id=session_id,
-                                  parent_id=body.parent_id, save=body.save, experiment_id=target.experiment_id)
-            response = respond(session_id) if respond is not None else None
-            if response is not None and self.idempotency is not None and body.save:
-                self.store.remember_call(db, *self.idempotency, response)
+            written = self.write_logs(db, outcomes, usage, respond)
         self.stored = True
+        return written
+
+    async def store_logs_async(self, writer: GroupWriter,
+                               outcomes: dict[int, tuple[str | None, str | None, dict[str, Any] | None]],
+                               usage: dict[str, int] | None,
+                               respond: Callable[[str | None], dict[str, Any]] | None = None
+                               ) -> tuple[str | None, Any]:
+        """``store_logs`` through the group writer: the same rows, atomic per call, committed before it returns."""
+        written = await writer.write(lambda db: self.write_logs(db, outcomes, usage, respond))
+        self.stored = True
+        return written
+
+    def write_logs(self, db: Any, outcomes: dict[int, tuple[str | None, str | None, dict[str, Any] | None]],
+                   usage: dict[str, int] | None,
+                   respond: Callable[[str | None], dict[str, Any]] | None) -> tuple[str | None, Any]:
+        """The statements of ``store_logs`` inside the caller's transaction."""
+        body, target = self.body, self.target
+        if target.project_name is not None:
+            target.project_id = self.store.ensure_project(db, target.project_name)
+        if target.new_config is not None:
+            config_id, params, name, description = target.new_config
+            self.store.ensure_config(db, target.project_id, params, name, description)
+        session_id = body.session_id
+        if body.session_reference_id and not session_id:
+            session_id = self.store.session_for_reference(db, body.session_reference_id)
+        # per sample: in an experiment each config renders its own template
+        logs = [PendingLog(self.log_ids[i], i, target.sample_configs[i], *outcomes[i], self._messages_for(i))
+                for i in sorted(outcomes)]
+        self.store.write_logs(db, project_id=target.project_id, endpoint=self.endpoint, logs=logs,
+                              inputs=body.inputs, messages=self._messages_for(0), metadata=body.metadata,
+                              source=body.source, usage=usage, session_id=session_id,
+                              parent_id=body.parent_id, save=body.save, experiment_id=target.experiment_id)
+        response = respond(session_id) if respond is not None else None
+        if response is not None and self.idempotency is not None and body.save:
+            self.store.remember_call(db, *self.idempotency, response)
         return session_id, response
 
     @contextmanager
@@ -206,31 +226,55 @@ class ChatRun:
             raise
 
     def _fail(self, exc: ProviderError, partial: dict[int, str] | None = None) -> None:
-        error = exc.detail()
-        outcomes = {i: ((partial or {}).get(i), None, error) for i in range(self.body.num_samples)}
-        self.store_logs(outcomes, None)
+        self.store_logs(*self._failed(exc, partial))
 
-    def complete(self) -> dict[str, Any]:
+    def _failed(self, exc: ProviderError, partial: dict[int, str] | None = None) -> tuple[Any, None, None]:
+        """What ``store_logs`` stores for a failed call: every sample with the error (and its partial text)."""
+        error = exc.detail()
+        return {i: ((partial or {}).get(i), None, error) for i in range(self.body.num_samples)}, None, None
+
+    async def complete(self, writer: GroupWriter, limiter: Any) -> dict[str, Any]:
+        """A call without streaming, on the event loop: providers, then the logs, then the response body.
+
+        A provider that can wait without a thread (``complete_async``: the mock's latency) is
+        awaited; any other runs on a thread of ``limiter``. The logs go through the group ``writer``.
+        A failure before any answer is logged for every sample, then raised (as ``_failure_logged``).
+        """
+        try:
+            answers = [await self._answer(group, limiter) for group in self.groups]
+        except ProviderError as exc:
+            await self.store_logs_async(writer, *self._failed(exc))
+            raise
+        except Exception as exc:  # a bug: still a logged failed call
+            await self.store_logs_async(writer, *self._failed(internal_error(exc)))
+            raise
+        return (await self.store_logs_async(writer, *self._completed(answers)))[1]
+
+    async def _answer(self, group: Group, limiter: Any) -> ProviderResult:
+        provider, call = self._provider(group), provider_call(group, self.body)
+        complete_async = getattr(provider, "complete_async", None)
+        if complete_async is not None:
+            return await complete_async(call)
+        return await anyio.to_thread.run_sync(provider.complete, call, limiter=limiter)
+
+    def _completed(self, answers: list[ProviderResult]) -> tuple[Any, dict[str, int] | None, Callable[[str | None], Any]]:
+        """``store_logs``' arguments for the groups' answers (in ``self.groups`` order)."""
         results: dict[int, Generation] = {}
         responses: list[Any] = []
         request: dict[str, Any] | None = None
-        counts: list[tuple[int | None, int | None]] = []
-        with self._failure_logged():
-            for group in self.groups:
-                result = self._provider(group).complete(provider_call(group, self.body))
-                for generation, index in zip(result.generations, group.indices):
-                    results[index] = generation
-                responses.extend(result.provider_responses)
-                request = request or result.provider_request
-                counts.append((result.prompt_tokens, result.generation_tokens))
-        usage = _usage(counts)
+        for group, result in zip(self.groups, answers):
+            for generation, index in zip(result.generations, group.indices):
+                results[index] = generation
+            responses.extend(result.provider_responses)
+            request = request or result.provider_request
+        usage = _usage([(result.prompt_tokens, result.generation_tokens) for result in answers])
         outcomes = {i: (g.text, g.finish_reason, None) for i, g in results.items()}
 
         def respond(session_id: str | None) -> dict[str, Any]:
             data = [self._entry(i, g.text, g.finish_reason, g.tool_calls) for i, g in sorted(results.items())]
             return envelope(self.body, self.target.project_id, session_id, data, usage, request, responses)
 
-        return self.store_logs(outcomes, usage, respond)[1]
+        return outcomes, usage, respond
 
     def _entry(self, index: int, text: str, finish_reason: str | None,
                tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:

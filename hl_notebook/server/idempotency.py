@@ -78,6 +78,14 @@ class InFlight:
             if not done.wait(max(0.0, deadline - time.monotonic())):
                 raise HTTPException(409, f"a request with this {HEADER} is still in progress; retry it later")
 
+    def try_enter(self, key: str) -> bool:
+        """Mark ``key`` running if no request runs it now; never waits (for the event loop)."""
+        with self._lock:
+            if key in self._running:
+                return False
+            self._running[key] = threading.Event()
+            return True
+
     def leave(self, key: str) -> None:
         with self._lock:
             done = self._running.pop(key, None)

@@ -12,9 +12,19 @@ ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 21
 
 
+_UNBIASED = 256 - 256 % len(ALPHABET)  # random bytes below this map evenly onto ALPHABET
+
+
 def new_id(prefix: str) -> str:
-    """A fresh random id such as ``data_Xb3…`` (21 characters after the underscore)."""
-    return f"{prefix}_" + "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+    """A fresh random id such as ``data_Xb3…`` (21 characters after the underscore).
+
+    One ``os.urandom`` read per id (``secrets.choice`` per character made 21, ~20 µs an id); bytes
+    at or above ``_UNBIASED`` are dropped, so every character stays uniform over ``ALPHABET``.
+    """
+    chars: list[str] = []
+    while len(chars) < ID_LENGTH:
+        chars += [ALPHABET[b % len(ALPHABET)] for b in secrets.token_bytes(ID_LENGTH + 8) if b < _UNBIASED]
+    return f"{prefix}_" + "".join(chars[:ID_LENGTH])
 
 
 def stable_id(prefix: str, key: str) -> str:

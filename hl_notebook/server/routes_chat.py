@@ -21,6 +21,7 @@ from .chat import ChatRun, internal_error
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
 from .streaming import EventStream
+from .writer import GroupWriter
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": HTTPValidationError},
@@ -43,7 +44,7 @@ def chat_limiter(app: Any) -> anyio.CapacityLimiter:
 
 
 def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
-    """One chat call, on a chat worker thread; a stream's later steps go to the same threads.
+    """One streamed chat call, on a chat worker thread; its later steps go to the same threads.
 
     With an ``Idempotency-Key`` (see ``idempotency.py``): a stored call is replayed, a running one
     waited for, and a new one runs under the key until its response (or stream) ends.
@@ -72,14 +73,7 @@ def _run(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
 
 
 def _respond(request: Request, run: ChatRun, release: Callable[[], None] | None) -> Response:
-    """Run the call: a JSON body, or an EventStream whose end (completed or not) releases the key."""
-    if not run.body.stream:
-        try:
-            return JSONResponse(run.complete())
-        finally:
-            if release is not None:
-                release()
-
+    """Run the call as an EventStream whose end (completed or not) releases the key."""
     def on_close(completed: bool) -> None:
         try:
             if not completed:
@@ -107,7 +101,67 @@ def _replay(request: Request, key: str, digest: str, stream: bool) -> Response |
                        on_close=lambda completed: None, headers=headers)
 
 
+def chat_writer(app: Any) -> GroupWriter:
+    """The app's group writer of chat logs (``writer.py``), created on first use."""
+    writer = getattr(app.state, "chat_writer", None)
+    if writer is None:
+        writer = app.state.chat_writer = GroupWriter(app.state.store)
+    return writer
+
+
+async def _complete(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
+    """A call without streaming, on the event loop: no thread hop on SQLite unless the provider blocks
+    or the call's Idempotency-Key is running elsewhere (waiting for it takes a thread, as in ``_run``)."""
+    state = request.app.state
+    key = idempotency.checked_key(request.headers.get(idempotency.HEADER))
+    if key is None:
+        run = await _new_run(request, endpoint, body, None)
+        return JSONResponse(await run.complete(chat_writer(request.app), chat_limiter(request.app)))
+    digest = idempotency.request_hash(endpoint, body)
+    if not await _reading(request, state.in_flight.try_enter, key):
+        replay = await _reading(request, _replay, request, key, digest, False)
+        if replay is not None:
+            return replay
+        await anyio.to_thread.run_sync(state.in_flight.enter, key, state.settings.idempotency_wait,
+                                       limiter=chat_limiter(request.app))
+    try:
+        # checked once the key is ours: a call completed under it is final
+        replay = await _reading(request, _replay, request, key, digest, False)
+        if replay is not None:
+            return replay
+        run = await _new_run(request, endpoint, body, (key, digest))
+        return JSONResponse(await run.complete(chat_writer(request.app), chat_limiter(request.app)))
+    finally:
+        with anyio.CancelScope(shield=True):  # a cancelled request still gives its key back
+            await _reading(request, state.in_flight.leave, key)
+
+
+async def _new_run(request: Request, endpoint: str, body: ChatRequestBase,
+                   key: tuple[str, str] | None) -> ChatRun:
+    """The call's ChatRun; resolving it reads the store (by id or name: a few indexed reads; an
+    experiment's Thompson sampling counts its feedback, so that one always runs on a thread)."""
+    state = request.app.state
+
+    def make() -> ChatRun:
+        return ChatRun(state.store, endpoint, body, state.settings.mock_latency_ms, idempotency=key,
+                       upstreams=state.upstreams)
+
+    if endpoint in ("chat", "chat-model-config"):
+        return await _reading(request, make)
+    return await anyio.to_thread.run_sync(make, limiter=chat_limiter(request.app))
+
+
+async def _reading(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, which reads (or briefly claims in) the store: inline on SQLite, whose reads take
+    microseconds and never wait for a writer (WAL); on a chat thread on PostgreSQL (a round trip)."""
+    if request.app.state.store.db.dialect == "sqlite":
+        return fn(*args)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=chat_limiter(request.app))
+
+
 async def _serve(request: Request, endpoint: str, body: ChatRequestBase) -> Response:
+    if not body.stream:
+        return await _complete(request, endpoint, body)
     limiter = chat_limiter(request.app)
     return await anyio.to_thread.run_sync(_run, request, endpoint, body, limiter=limiter)
 

@@ -25,6 +25,7 @@ Behaviour (the contract the tests rely on):
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -79,9 +80,12 @@ class MockProvider:
         except ValueError as exc:
             raise ProviderError(f"other.{name} {exc}", status=422, type="unprocessable_entity_error") from None
 
-    def _latency(self, call: ProviderCall) -> None:
+    def latency_ms(self, call: ProviderCall) -> float:
         latency_ms = self._knob(call, "mock_latency_ms")
-        latency_ms = self.default_latency_ms if latency_ms is None else latency_ms
+        return self.default_latency_ms if latency_ms is None else latency_ms
+
+    def _latency(self, call: ProviderCall) -> None:
+        latency_ms = self.latency_ms(call)
         if latency_ms:
             time.sleep(latency_ms / 1000)
 
@@ -113,6 +117,16 @@ class MockProvider:
 
     def complete(self, call: ProviderCall) -> ProviderResult:
         self._latency(call)
+        return self._result(call)
+
+    async def complete_async(self, call: ProviderCall) -> ProviderResult:
+        """``complete`` for the server's event loop: the latency is awaited, so it holds no thread."""
+        latency_ms = self.latency_ms(call)
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
+        return self._result(call)
+
+    def _result(self, call: ProviderCall) -> ProviderResult:
         generations = [self._sample(call, i) for i in range(call.num_samples)]
         generation_tokens = sum(len(g.text.split()) for g in generations)
         response = {"object": "mock.completion", "model": call.config["model"],

@@ -8,12 +8,13 @@ for the magic, the panel and the Python API alike.
 """
 from __future__ import annotations
 
+import queue
 import signal
 import sys
 import threading
 import uuid
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -287,10 +288,12 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 def _run_pool(total: int, one: Callable[[int], CallResult], finish: Callable[[CallResult], None],
               limit: AdaptiveLimit, stop: threading.Event, tick: Callable[[], None]) -> None:
     """At most ``limit.current`` calls are submitted at a time (it changes as the server answers):
-    cancelling is then only a matter of not submitting more, and waiting never walks a list of
-    every pending call."""
+    cancelling is then only a matter of not submitting more. Finished calls arrive on a queue, so
+    each completion costs the waiting thread O(1) (``concurrent.futures.wait`` locked every pending
+    future's condition on each call: ~a quarter of a 32-thread sweep's client CPU in a profile)."""
     pool = ThreadPoolExecutor(max_workers=min(limit.maximum, total), thread_name_prefix="hlchat")
     upcoming = iter(range(total))
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
     running: set[Future] = set()
 
     def fill() -> None:
@@ -298,23 +301,35 @@ def _run_pool(total: int, one: Callable[[int], CallResult], finish: Callable[[Ca
             index = next(upcoming, None)
             if index is None:
                 return
-            running.add(pool.submit(one, index))
+            future = pool.submit(one, index)
+            running.add(future)
+            future.add_done_callback(finished.put)
+
+    def take(future: Future) -> None:
+        running.discard(future)
+        finish(future.result())
 
     try:
         fill()
         while running and not stop.is_set():
-            # short waits keep the main thread responsive to KeyboardInterrupt
-            finished, running = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
-            for future in finished:
-                finish(future.result())
+            try:  # short waits keep the main thread responsive to KeyboardInterrupt
+                take(finished.get(timeout=0.1))
+            except queue.Empty:
+                tick()
+                continue
+            while running:  # everything else that finished meanwhile, before submitting more
+                try:
+                    take(finished.get_nowait())
+                except queue.Empty:
+                    break
             fill()
             tick()
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        for future in running:  # finished between the last wait and the stop: keep them
+        for future in list(running):  # finished between the last wait and the stop: keep them
             if future.done() and not future.cancelled():
-                finish(future.result())
+                take(future)
 
 
 def _config_params(connection: Connection, results: list[CallResult]) -> dict[str, dict[str, Any]]:

@@ -327,7 +327,7 @@ class KeyLimiter:
         return {"provider": self.provider, "fingerprint": self.fingerprint, "rpm": self.budget.rpm,
                 "tpm": self.budget.tpm, "concurrency": self.concurrency.limit,
                 "concurrency_ceiling": self.concurrency.ceiling, "in_flight": self.concurrency.in_flight,
-                **counters, "next_slot_in_s": round(self.next_free(buckets) - self.clock(), 3)}
+                **counters, "next_slot_in_s": round(max(0.0, self.next_free(buckets) - self.clock()), 3)}
 
     def reset(self) -> None:
         with self._lock:

@@ -240,7 +240,7 @@ def _uvicorn_transport() -> asyncio.BaseTransport | None:
     frame = getattr(coro, "cr_frame", None)
     cycle = frame.f_locals.get("self") if frame is not None else None
     transport = getattr(cycle, "transport", None)
-    return transport if isinstance(transport, asyncio.BaseTransport) else None
+    return transport if callable(getattr(transport, "abort", None)) else None  # uvloop's are no asyncio.BaseTransport
 
 
 async def _until_disconnect(receive: Receive) -> None:

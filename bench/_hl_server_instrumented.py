@@ -1,8 +1,10 @@
 """``python -m hl_notebook.server``'s main() with timing wrappers, for server_breakdown.py.
 
 Nothing in the library is edited: this process wraps, in memory, the ASGI app, the chat route's
-``_run``, the mock provider's latency sleep and ``Store.write`` (split into waiting for the
-transaction to open — in-process lock and ``BEGIN IMMEDIATE`` — and the rest of it), and prints per-phase statistics as JSON
+``_complete`` (calls without streaming, on the event loop since 7281b1f), the mock provider's
+awaited latency, ``GroupWriter.write`` (a call's wait for its logs to be committed by the group
+writer) and ``Store.write`` (one per batch of calls: waiting for the transaction to open —
+in-process lock and ``BEGIN IMMEDIATE`` — and the rest of it), and prints per-phase statistics as JSON
 (a line starting ``BREAKDOWN``) when it gets SIGTERM. ``--proto0`` binds the listening
 socket with ``proto=0`` as bench/_hl_server_proto0.py does. Other arguments are the
 server's own.
@@ -26,12 +28,12 @@ if "--proto0" in sys.argv:
 
 import hl_notebook.server as server_package
 import hl_notebook.server.__main__ as server_main
-from hl_notebook.server import routes_chat, store
+from hl_notebook.server import routes_chat, store, writer
 from hl_notebook.server.providers import mock
 
 _lock = threading.Lock()
 samples: dict[str, list[float]] = {k: [] for k in ("asgi", "before_handler", "handler", "provider_sleep",
-                                                    "lock_wait", "txn_rest", "after_handler")}
+                                                    "write_wait", "lock_wait", "txn_rest", "after_handler")}
 _arrived: contextvars.ContextVar[float] = contextvars.ContextVar("arrived", default=0.0)
 _handler_end: dict[int, float] = {}
 
@@ -58,6 +60,7 @@ def timed_app(app: Any) -> Any:
             record("asgi", end - start)
             if "handler_end" in box:
                 record("after_handler", end - box["handler_end"])
+    wrapper.state = app.state  # type: ignore[attr-defined]  # main() reaches the store through it
     return wrapper
 
 
@@ -68,16 +71,16 @@ def create_app(settings: Any) -> Any:
     return timed_app(original_create_app(settings))
 
 
-original_run = routes_chat._run
+original_complete = routes_chat._complete
 
 
-def _run(request: Any, endpoint: str, body: Any) -> Any:
+async def _complete(request: Any, endpoint: str, body: Any) -> Any:
     start = time.perf_counter()
     arrived = _arrived.get()
     if arrived:
         record("before_handler", start - arrived)
     try:
-        return original_run(request, endpoint, body)
+        return await original_complete(request, endpoint, body)
     finally:
         end = time.perf_counter()
         record("handler", end - start)
@@ -86,15 +89,26 @@ def _run(request: Any, endpoint: str, body: Any) -> Any:
             box["handler_end"] = end
 
 
-original_latency = mock.MockProvider._latency
+original_latency = mock.MockProvider.complete_async
 
 
-def _latency(self: Any, call: Any) -> None:
+async def complete_async(self: Any, call: Any) -> Any:
     start = time.perf_counter()
     try:
-        original_latency(self, call)
+        return await original_latency(self, call)
     finally:
         record("provider_sleep", time.perf_counter() - start)
+
+
+original_group_write = writer.GroupWriter.write
+
+
+async def group_write(self: Any, fn: Any) -> Any:
+    start = time.perf_counter()
+    try:
+        return await original_group_write(self, fn)
+    finally:
+        record("write_wait", time.perf_counter() - start)
 
 
 original_write = store.Store.write
@@ -113,8 +127,9 @@ def write(self: Any) -> Any:
 
 
 server_package.create_app = create_app  # main() does ``from . import create_app`` when it runs
-routes_chat._run = _run
-mock.MockProvider._latency = _latency
+routes_chat._complete = _complete
+mock.MockProvider.complete_async = complete_async
+writer.GroupWriter.write = group_write
 store.Store.write = write
 
 

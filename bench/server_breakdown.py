@@ -10,14 +10,14 @@ in milliseconds:
 
 * ``client observed``  hey's per-request latency (average; p50/p99 from hey's histogram);
 * ``asgi``             from the ASGI app being called until the response is sent;
-* ``before_handler``   ASGI start -> route function starts on a worker thread (body read, JSON
-                       + pydantic validation on the event loop, thread-pool hop, GIL waits);
-* ``handler``          the sync route (resolve config, provider, store, JSON response);
-* ``provider_sleep``   the mock provider's simulated latency (L);
-* ``lock_wait``        waiting until ``Store.write``'s transaction is open (since 8e54afa an
-                       in-process lock, then ``BEGIN IMMEDIATE``; before it SQLite's busy-handler
-                       back-off);
-* ``txn_rest``         the rest of the write transaction (inserts + COMMIT);
+* ``before_handler``   ASGI start -> ``routes_chat._complete`` starts (body read, JSON + pydantic
+                       validation, dependencies; on the event loop);
+* ``handler``          the call (resolve config, provider, logs, JSON response), on the event loop;
+* ``provider_sleep``   the mock provider's awaited latency (L) and its answer;
+* ``write_wait``       a call's logs handed to the group writer until committed (queue + batch);
+* ``lock_wait``        per batch of calls: waiting until ``Store.write``'s transaction is open
+                       (an in-process lock, then ``BEGIN IMMEDIATE``);
+* ``txn_rest``         per batch: the rest of the write transaction (inserts + COMMIT);
 * ``after_handler``    route returned -> response sent by the event loop.
 
 ``client observed - asgi`` is time outside the app: TCP, h11 parsing, event-loop scheduling and,
@@ -84,9 +84,9 @@ def main() -> None:
         vs_l = f" = {1000 * result['avg'] / args.latency_ms:.2f}x L" if args.latency_ms else ""
         print(f"mean client latency {1000 * result['avg']:.1f} ms{vs_l}; "
               f"outside the app {1000 * result['avg'] - mean['asgi']:.1f} ms, before handler "
-              f"{mean['before_handler']:.1f}, write-lock wait {mean['lock_wait']:.1f}, after handler "
-              f"{mean['after_handler']:.1f}, handler minus sleep/lock/txn "
-              f"{mean['handler'] - mean['provider_sleep'] - mean['lock_wait'] - mean['txn_rest']:.1f}")
+              f"{mean['before_handler']:.1f}, waiting for the group commit {mean['write_wait']:.1f}, after handler "
+              f"{mean['after_handler']:.1f}, handler minus provider/commit "
+              f"{mean['handler'] - mean['provider_sleep'] - mean['write_wait']:.1f}")
 
 
 if __name__ == "__main__":

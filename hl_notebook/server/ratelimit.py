@@ -245,21 +245,20 @@ class KeyLimiter:
         self.tpm_bucket = f"{provider}@{key_fingerprint}:tpm"
 
     def admit(self, tokens: int, deadline: float, cancelled: threading.Event) -> None:
-        """Wait for a concurrency place and the key's next slot (requests, then tokens), then return:
-        the caller sends its request and ends with ``release``.
+        """Wait for the key's next slot (requests, then tokens), then for a concurrency place, and
+        return: the caller sends its request and ends with ``release``.
+
+        The place is taken after the slot: concurrency bounds requests at the upstream, not the
+        ones queued for their slot (a queue holding every place kept retries out until it drained).
 
         Raises:
-            BudgetExhausted: no place or slot before ``deadline`` (nothing stays reserved).
+            BudgetExhausted: no slot, or no place, before ``deadline`` (a slot not reached stays free).
             WaitCancelled: the server is shutting down.
         """
+        self._wait_for_slot(tokens, deadline, cancelled)
         if not self.concurrency.acquire(deadline, cancelled, self.clock):
             self._count("refused")
-            raise BudgetExhausted(max(self.next_free() - self.clock(), DEFAULT_PAUSE))
-        try:
-            self._wait_for_slot(tokens, deadline, cancelled)
-        except BaseException:
-            self.concurrency.release(succeeded=False)
-            raise
+            raise BudgetExhausted(DEFAULT_PAUSE)
         self._count("requests")
 
     def _wait_for_slot(self, tokens: int, deadline: float, cancelled: threading.Event) -> None:

@@ -192,6 +192,20 @@ def test_no_slot_within_the_bound_is_refused_without_reserving(store: Store):
     assert store.buckets() == before and key.concurrency.in_flight == 0 and key.counters.refused == 1
 
 
+def test_a_call_queued_for_its_slot_holds_no_concurrency_place(store: Store):
+    """Places bound requests at the upstream: a queue holding them all kept a 429's retry out until it drained."""
+    key = KeyLimiter("openai", "0123abcd", Budget(rpm=60), store, ceiling=1)
+    never = threading.Event()
+    key.admit(10, time.time() + 60, never)
+    key.release(succeeded=True)
+    queued = threading.Thread(target=key.admit, args=(10, time.time() + 60, never))
+    queued.start()  # its slot is a second away
+    time.sleep(0.5)
+    assert queued.is_alive() and key.concurrency.in_flight == 0
+    queued.join(5)
+    assert key.concurrency.in_flight == 1
+
+
 def test_a_full_concurrency_refuses_at_the_deadline(store: Store):
     key = KeyLimiter("openai", "0123abcd", Budget(rpm=60000), store, ceiling=1)
     never = threading.Event()
@@ -204,9 +218,9 @@ def test_a_full_concurrency_refuses_at_the_deadline(store: Store):
 
 @pytest.mark.parametrize("blocked_on", ["slot", "concurrency"])
 def test_shutdown_ends_a_wait_at_once(store: Store, blocked_on: str):
-    key = KeyLimiter("openai", "0123abcd", Budget(rpm=60), store, ceiling=1)
+    key = KeyLimiter("openai", "0123abcd", Budget(rpm=60 if blocked_on == "slot" else 600000), store, ceiling=1)
     switch = threading.Event()
-    key.admit(10, time.time() + 600, switch)  # takes the only place, and the slot of the next minute
+    key.admit(10, time.time() + 600, switch)  # the only place, and (rpm=60) the next second's slot
     if blocked_on == "slot":
         key.release(succeeded=True)
     ended: list[BaseException] = []

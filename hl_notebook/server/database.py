@@ -170,6 +170,11 @@ class PostgresDatabase(Database):
             raise DatabaseError("a postgresql:// database needs psycopg: pip install 'hl_notebook[team]'") from None
         self.url = url
         self._errors = psycopg.errors
+        try:  # one plain connection first: an unreachable server is one clear error, not 30 s of pool retries
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseError(f"cannot connect to {redacted_url(url)}: {redacted_url(reason)}") from None
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=60,
                                     kwargs={"autocommit": True, "row_factory": dict_row})
         try:

@@ -14,9 +14,11 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import socket
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -160,7 +162,26 @@ def app() -> Any:
     from . import create_app
 
     values = json.loads(Path(os.environ[SETTINGS_FILE_VARIABLE]).read_text())
-    return create_app(ServerSettings(**values))
+    built = create_app(ServerSettings(**values))
+    _cut_upstreams_on_sigterm(built)
+    return built
+
+
+def _cut_upstreams_on_sigterm(built: Any) -> None:
+    """As the one-process server does (``__main__``): uvicorn lets running requests finish before it
+    stops, so a call whose upstream hangs would hold SIGTERM as long; its connection is cut first.
+    uvicorn has installed its own handler when it loads the app (in the worker's main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+
+    def on_sigterm(sig: int, frame: Any) -> None:
+        previous(sig, frame)
+        built.state.upstreams.cancel()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def serve(settings: ServerSettings, sock: socket.socket, on_exit: Callable[[], None] | None = None) -> None:

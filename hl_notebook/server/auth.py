@@ -11,6 +11,8 @@ import hmac
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from .bodycheck import check_body
+
 API_KEY_HEADER = APIKeyHeader(name="X-API-KEY", auto_error=False)
 
 
@@ -18,3 +20,10 @@ async def require_api_key(request: Request, key: str | None = Security(API_KEY_H
     expected: str = request.app.state.settings.api_key
     if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
         raise HTTPException(status_code=401, detail="invalid or missing X-API-KEY")
+
+
+async def require_api_key_and_clean_body(request: Request, key: str | None = Security(API_KEY_HEADER)) -> None:
+    """``require_api_key``, then ``bodycheck.check_body`` (a 401 still comes first), as one dependency:
+    FastAPI's per-dependency bookkeeping was ~5 % of a chat request's CPU in a profile."""
+    await require_api_key(request, key)
+    await check_body(request)

@@ -4,6 +4,7 @@ Why: SDKs and users recognise objects by prefix (``pr_``, ``config_``, ``data_``
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import string
@@ -27,8 +28,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_" + "".join(chars[:ID_LENGTH])
 
 
+@functools.lru_cache(maxsize=1024)
 def stable_id(prefix: str, key: str) -> str:
-    """An id derived from ``key``, so concurrent registrations of the same thing agree on it."""
+    """An id derived from ``key``, so concurrent registrations of the same thing agree on it.
+
+    Cached: a sweep derives its config's id from the same parameters on every call."""
     number = int.from_bytes(hashlib.sha256(key.encode()).digest(), "big")
     chars = []
     for _ in range(ID_LENGTH):

@@ -13,8 +13,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from .auth import require_api_key
-from .bodycheck import check_body
+from .auth import require_api_key_and_clean_body
 from . import idempotency
 from .bodies import replay_events
 from .chat import ChatRun, internal_error
@@ -30,7 +29,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 STREAM_DOC = {200: {"model": ChatResponse, "content": {"text/event-stream": {}},
                     "description": "A ChatResponse, or with stream=true SSE events each holding one."}}
 
-router = APIRouter(dependencies=[Depends(require_api_key), Depends(check_body)], tags=["Chats"])
+router = APIRouter(dependencies=[Depends(require_api_key_and_clean_body)], tags=["Chats"])
 
 
 def chat_limiter(app: Any) -> anyio.CapacityLimiter:

@@ -41,31 +41,69 @@ def redacted_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
+# PostgreSQL text cannot hold NUL (U+0000), which JSON, SQLite and model outputs can. Such a string
+# is stored escaped: MARK, then the text with MARK doubled and NUL as MARK + "0". Strings that start
+# with MARK are escaped too, so every stored string reads back as it was written.
+NUL_MARK = "\ufdd0"  # a Unicode noncharacter: never meaningful in text
+
+
+def escape_nul(value: Any) -> Any:
+    if isinstance(value, str) and ("\x00" in value or value.startswith(NUL_MARK)):
+        return NUL_MARK + value.replace(NUL_MARK, NUL_MARK * 2).replace("\x00", NUL_MARK + "0")
+    return value
+
+
+def unescape_nul(value: Any) -> Any:
+    if not (isinstance(value, str) and value.startswith(NUL_MARK)):
+        return value
+    out, chars, i = [], value[1:], 0
+    while i < len(chars):
+        if chars[i] == NUL_MARK and i + 1 < len(chars):
+            out.append("\x00" if chars[i + 1] == "0" else NUL_MARK)
+            i += 2
+        else:
+            out.append(chars[i])
+            i += 1
+    return "".join(out)
+
+
 class Tx:
     """One connection's statements: the store's SQL, written with ``?`` placeholders for both engines."""
 
-    def __init__(self, connection: Any, translate: Callable[[str], str]) -> None:
+    def __init__(self, connection: Any, translate: Callable[[str], str], escapes_nul: bool = False) -> None:
         self._connection = connection
         self._translate = translate
+        self._escapes_nul = escapes_nul
 
-    def run(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+    def _params(self, params: Sequence[Any]) -> Sequence[Any]:
+        return [escape_nul(value) for value in params] if self._escapes_nul else params
+
+    def _row(self, row: Any) -> dict[str, Any]:
+        found = dict(row)
+        if self._escapes_nul:
+            for name, value in found.items():
+                if isinstance(value, str) and value.startswith(NUL_MARK):
+                    found[name] = unescape_nul(value)
+        return found
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute one statement; the number of rows it changed."""
-        return self._connection.execute(self._translate(sql), params).rowcount
+        return self._connection.execute(self._translate(sql), self._params(params)).rowcount
 
     def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        rows = list(rows)
+        rows = [self._params(row) for row in rows]
         if rows:
             cursor = self._connection.cursor()
             cursor.executemany(self._translate(sql), rows)
 
-    def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        return [dict(row) for row in self._connection.execute(self._translate(sql), params).fetchall()]
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [self._row(row) for row in self._connection.execute(self._translate(sql), self._params(params)).fetchall()]
 
-    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
-        row = self._connection.execute(self._translate(sql), params).fetchone()
-        return dict(row) if row is not None else None
+    def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        row = self._connection.execute(self._translate(sql), self._params(params)).fetchone()
+        return self._row(row) if row is not None else None
 
-    def value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row (None without rows)."""
         row = self.one(sql, params)
         return next(iter(row.values())) if row else None
@@ -194,14 +232,14 @@ class PostgresDatabase(Database):
     @contextmanager
     def reading(self) -> Iterator[Tx]:
         with self._pool.connection() as connection:
-            yield Tx(connection, self._translate)
+            yield Tx(connection, self._translate, escapes_nul=True)
 
     @contextmanager
     def writing(self) -> Iterator[Tx]:
         with self._pool.connection() as connection:
             try:
                 with connection.transaction():
-                    yield Tx(connection, self._translate)
+                    yield Tx(connection, self._translate, escapes_nul=True)
             except self._errors.UniqueViolation as exc:
                 raise UniqueViolation(str(exc).splitlines()[0]) from exc
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 NOTEBOOK = """
 import json, sys, time
@@ -42,14 +43,16 @@ class Sweeps:
         return self.errors.count("HLRateLimitError")
 
 
-def sweep_together(server_url: str, server_key: str, upstream_url: str, provider_key: str, *,
+def sweep_together(server_urls: str | Sequence[str], server_key: str, upstream_url: str, provider_key: str, *,
                    notebooks: int = 2, calls: int = 60, timeout: float = 600) -> Sweeps:
     """``notebooks`` processes, each sweeping ``calls`` calls against ``upstream_url`` (an OpenAI base
-    URL) through the server, all with ``provider_key``; the wall time runs from the moment all of
-    them are told to start to the moment the last frame is complete."""
-    env = {**os.environ, "HUMANLOOP_BASE_URL": server_url, "HUMANLOOP_API_KEY": server_key,
-           "OPENAI_API_KEY": provider_key}
-    children = [subprocess.Popen([sys.executable, "-c", NOTEBOOK, upstream_url, str(calls), f"nb{n}"], env=env,
+    URL) through a server (notebook n through ``server_urls[n % len]``), all with ``provider_key``;
+    the wall time runs from the moment all of them are told to start to the moment the last frame
+    is complete."""
+    urls = [server_urls] if isinstance(server_urls, str) else list(server_urls)
+    env = {**os.environ, "HUMANLOOP_API_KEY": server_key, "OPENAI_API_KEY": provider_key}
+    children = [subprocess.Popen([sys.executable, "-c", NOTEBOOK, upstream_url, str(calls), f"nb{n}"],
+                                 env={**env, "HUMANLOOP_BASE_URL": urls[n % len(urls)]},
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 for n in range(notebooks)]
     try:

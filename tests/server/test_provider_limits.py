@@ -20,9 +20,12 @@ from hl_notebook.server.ratelimit import (
     AdaptiveConcurrency, Budget, BudgetExhausted, KeyLimiter, LimitSyntaxError, ProviderLimiter, WaitCancelled,
     estimate_tokens, fingerprint, parse_limits, reported_tokens,
 )
+from hl_notebook.server.providers.anthropic import AnthropicProvider
+from hl_notebook.server.providers.base import ProviderCall
+from hl_notebook.server.providers.upstream import Upstreams
 from hl_notebook.server.store import Store
 from support import ServerProcess
-from tests.fakes import quota_server, serve
+from tests.fakes import anthropic_server, quota_server, serve
 
 CANARY = "sk-LIMIT-CANARY-5e1d"
 
@@ -241,6 +244,23 @@ def test_shutdown_ends_a_wait_at_once(store: Store, blocked_on: str):
     waiter.join(5)
     assert not waiter.is_alive() and time.monotonic() - started < 1
     assert isinstance(ended[0], WaitCancelled)
+
+
+def test_each_upstream_request_is_paced_and_its_tokens_settled(store: Store):
+    """Anthropic's samples are one request each, plain and streamed: each takes a slot, and the
+    tokens bucket ends at what the fake reported (5 tokens a request), not at the estimates."""
+    clock = Clock()  # fixed: the buckets' times add up exactly (the real waits are milliseconds)
+    limits = ProviderLimiter(parse_limits("anthropic=60000tpm"), store, clock=clock)  # 1,000 tokens/s
+    with serve(anthropic_server.create_app(CANARY)) as url:
+        provider = AnthropicProvider(Upstreams(limiter=limits))
+        call = ProviderCall({"model": "m", "provider": "anthropic", "max_tokens": 50, "other": {"base_url": url}},
+                            [{"role": "user", "content": "hello world"}], 2, {"anthropic": CANARY})
+        result = provider.complete(call)
+        streamed = list(provider.stream(call))
+    assert result.prompt_tokens == 4 and result.generation_tokens == 6 and streamed[-1].generation_tokens == 6
+    [entry] = limits.snapshot()
+    assert entry["fingerprint"] == fingerprint(CANARY) and entry["requests"] == 4 and entry["in_flight"] == 0
+    assert store.buckets() == {f"anthropic@{fingerprint(CANARY)}:tpm": pytest.approx(clock() + 4 * 5 / 1000, abs=1e-6)}
 
 
 # -- the server: stats, and the key kept out of everything --------------------------------------

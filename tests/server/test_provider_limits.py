@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from hl_notebook.server.ratelimit import (
     AdaptiveConcurrency, Budget, BudgetExhausted, KeyLimiter, LimitSyntaxError, ProviderLimiter, WaitCancelled,
@@ -300,3 +301,29 @@ def test_stats_name_keys_by_fingerprint_and_never_show_the_key(tmp_path: Path):
     for path in tmp_path.glob("hl.sqlite-*"):
         everything += path.read_bytes()
     assert CANARY.encode() not in everything and b"LIMIT-CANARY" not in everything
+
+
+def test_sigterm_ends_a_call_waiting_for_its_slot(tmp_path: Path):
+    """A call queued for a slot a minute away neither holds SIGTERM nor answers late: 502 upstream_cancelled."""
+    quota = quota_server.SlidingWindow(limit=100, window=60.0)
+    with serve(quota_server.create_app(quota)) as upstream:
+        server = ServerProcess(tmp_path / "hl.sqlite", extra_args=["--provider-limits", "openai=1rpm"]).start()
+        body = {"messages": [{"role": "user", "content": "hi"}], "provider_api_keys": {"openai": CANARY},
+                "model_config": {"model": "m", "provider": "openai", "other": {"base_url": upstream + "/v1"}}}
+        answers: list[requests.Response] = []
+        try:
+            assert server.post("/chat", body).status_code == 200  # takes this minute's slot
+            waiting = threading.Thread(target=lambda: answers.append(server.post("/chat", body)), daemon=True)
+            waiting.start()
+            while not server.get("/server-stats").json()["provider_limits"][0]["waited"]:
+                time.sleep(0.05)
+            began = time.monotonic()
+            server.process.terminate()
+            server.process.wait(15)
+            assert time.monotonic() - began < 5
+        finally:
+            server.stop()
+        waiting.join(5)
+    assert answers and answers[0].status_code == 502, answers
+    assert answers[0].json()["detail"]["type"] == "upstream_cancelled"
+    assert quota.accepted[CANARY] == 1

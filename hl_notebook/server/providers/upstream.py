@@ -354,6 +354,9 @@ class Upstream:
                 if attempt == MAX_RATE_LIMIT_RETRIES:
                     raise
                 continue
+            except BaseException:
+                limit.release(succeeded=False)
+                raise
             if stream:
                 _on_close(response, lambda: limit.release(succeeded=True))
             else:

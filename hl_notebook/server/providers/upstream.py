@@ -2,7 +2,8 @@
 
 Why: OpenAI and Anthropic differ in body shapes, not in how a call travels — per-thread sessions
 (pitfall 7), timeouts, key lookup, status mapping onto spec §8, SSE reading (``wire.sse_data``),
-and key redaction. Both provider modules import this one and neither imports the other.
+key redaction, and pacing each request under its key's budget (``ratelimit.py``, with the retry
+of an upstream 429). Both provider modules import this one and neither imports the other.
 """
 from __future__ import annotations
 

@@ -145,13 +145,29 @@ def list_experiments(request: Request, project_id: str) -> list[dict[str, Any]]:
 
 
 # -- logs ----------------------------------------------------------------------------------------
+def _log_record(store: Store, row: dict[str, Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``log_body`` plus what the v4 SDKs' LogResponse requires: ``config`` (its ModelConfigResponse,
+    read once per config and request), ``config_id``, ``evaluation_results`` (we run no evaluators),
+    ``observability_status`` and ``updated_at`` (a log is complete once stored: its ``created_at``).
+    The TypeScript SDK's types found them missing (test_sdk_ts_conformance.py)."""
+    body = log_body(row)
+    config_id = row["config_id"]
+    if config_id and config_id not in configs:
+        configs[config_id] = config_body(store.config(config_id))
+    return {**body, "config_id": config_id, "config": configs.get(config_id), "evaluation_results": [],
+            "observability_status": "completed", "updated_at": body["created_at"]}
+
+
 @router.get("/logs", tags=["Logs"])
 def list_logs(request: Request, project_id: str, page: int = Query(0, ge=0, le=MAX_PAGE),
               size: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
-    rows, total = _store(request).logs(project_id, page, size)
-    return {"records": [log_body(r) for r in rows], "page": page, "size": size, "total": total}
+    store = _store(request)
+    rows, total = store.logs(project_id, page, size)
+    configs: dict[str, dict[str, Any]] = {}
+    return {"records": [_log_record(store, r, configs) for r in rows], "page": page, "size": size, "total": total}
 
 
 @router.get("/logs/{log_id}", tags=["Logs"])
 def get_log(request: Request, log_id: str) -> dict[str, Any]:
-    return log_body(_store(request).log(log_id))
+    store = _store(request)
+    return _log_record(store, store.log(log_id), {})

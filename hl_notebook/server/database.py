@@ -32,6 +32,11 @@ class UniqueViolation(Exception):
     """An INSERT hit a unique key another transaction holds (the engines' own errors, unified)."""
 
 
+class TransientConflict(Exception):
+    """The engine aborted the transaction to resolve a conflict with another one (PostgreSQL's
+    deadlock or serialization failure); running the same transaction again is expected to succeed."""
+
+
 def is_postgres(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
 
@@ -242,6 +247,8 @@ class PostgresDatabase(Database):
                     yield Tx(connection, self._translate, escapes_nul=True)
             except self._errors.UniqueViolation as exc:
                 raise UniqueViolation(str(exc).splitlines()[0]) from exc
+            except (self._errors.DeadlockDetected, self._errors.SerializationFailure) as exc:
+                raise TransientConflict(str(exc).splitlines()[0]) from exc
 
     def ddl(self, statement: str) -> str:
         return statement.format(serial="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION")

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from typing import Any, Callable
 
+from .database import TransientConflict
 from .store import Store
 
 Write = Callable[[Any], Any]  # fn(tx) -> value, run inside the batch's transaction (a database.Tx)
 MAX_BATCH = 64  # writes per transaction: bounds how long the store's write lock is held
+CONFLICT_RETRIES = 5  # PostgreSQL: times a call's transaction runs again after a deadlock abort
 IDLE_SECONDS = 5.0  # the thread ends after this long without work (apps built in tests come and go)
 
 
@@ -69,7 +72,16 @@ class GroupWriter:
 
     def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]
                 ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        """One transaction for the batch, a savepoint per write; (future, value, error) per write."""
+        """One transaction for the batch, a savepoint per write; (future, value, error) per write.
+
+        On PostgreSQL each write is its own transaction instead: workers write concurrently there,
+        and two batches that create the same new rows (a project, a payload) in different orders
+        wait for each other until PostgreSQL aborts one of them: a 500 for that call.
+        One call per transaction takes its locks in the store's fixed order, so the calls wait
+        in turn; a conflict that still happens runs the call's transaction again.
+        """
+        if self.store.db.dialect != "sqlite":
+            return [self._commit_alone(fn, future) for fn, future in batch]
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             with self.store.write() as db:
@@ -87,6 +99,21 @@ class GroupWriter:
         except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
             return [(future, None, exc) for _, future in batch]
         return results
+
+
+    def _commit_alone(self, fn: Write, future: asyncio.Future[Any]
+                      ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with self.store.write() as db:
+                    return future, fn(db), None
+            except TransientConflict as exc:
+                if attempt == CONFLICT_RETRIES - 1:
+                    return future, None, exc
+                time.sleep(0.005 * (attempt + 1))
+            except Exception as exc:
+                return future, None, exc
+        raise AssertionError("unreachable")
 
 
 def _by_loop(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]

@@ -25,10 +25,12 @@ from hl_notebook.server.providers.anthropic import AnthropicProvider
 from hl_notebook.server.providers.base import ProviderCall
 from hl_notebook.server.providers.upstream import Upstreams
 from hl_notebook.server.store import Store
+from postgres import database_for
 from support import ServerProcess
 from tests.fakes import anthropic_server, quota_server, serve
 
 CANARY = "sk-LIMIT-CANARY-5e1d"
+ONE_WORKER = ["--workers", "1"]  # the stats' provider_limits counters are the answering worker's (HL_TEST_WORKERS)
 
 
 class Clock:
@@ -53,6 +55,18 @@ class Clock:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(str(tmp_path / "buckets.sqlite"))
+
+
+def stored(db_path: Path) -> bytes:
+    """Everything the test server stored: the SQLite files, or (HL_TEST_DB) every PostgreSQL table's rows."""
+    target = database_for(db_path)
+    if not target.startswith("postgresql"):
+        return b"".join(path.read_bytes() for path in db_path.parent.glob(db_path.name + "*"))
+    import psycopg
+
+    with psycopg.connect(target) as connection:
+        tables = [row[0] for row in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return "\n".join(str(connection.execute(f'SELECT * FROM "{table}"').fetchall()) for table in tables).encode()
 
 
 def limiter(store: Store, clock: Clock, budget: Budget, ceiling: int = 8) -> KeyLimiter:
@@ -274,7 +288,7 @@ def test_stats_name_keys_by_fingerprint_and_never_show_the_key(tmp_path: Path):
     with serve(quota_server.create_app(quota)) as upstream:
         config = {"model": "m", "provider": "openai", "temperature": 0, "other": {"base_url": upstream + "/v1"}}
         server = ServerProcess(tmp_path / "hl.sqlite", extra_args=[
-            "--provider-limits", "openai=600rpm", "--upstream-timeout", "30"]).start()
+            *ONE_WORKER, "--provider-limits", "openai=600rpm", "--upstream-timeout", "30"]).start()
         try:
             seen = []
             for index in range(6):  # 600 rpm is faster than 3 per 2 s: the upstream answers 429 too
@@ -297,9 +311,7 @@ def test_stats_name_keys_by_fingerprint_and_never_show_the_key(tmp_path: Path):
     assert entry["rpm"] == 600 and entry["tpm"] is None and entry["concurrency_ceiling"] == 128
     assert entry["concurrency"] < 128 and entry["rate_limited"] >= 1 and entry["refused"] >= 1
     assert quota.refused[CANARY] >= 1
-    everything = "\n".join([str(stats), *seen, *server.output]).encode() + (tmp_path / "hl.sqlite").read_bytes()
-    for path in tmp_path.glob("hl.sqlite-*"):
-        everything += path.read_bytes()
+    everything = "\n".join([str(stats), *seen, *server.output]).encode() + stored(tmp_path / "hl.sqlite")
     assert CANARY.encode() not in everything and b"LIMIT-CANARY" not in everything
 
 
@@ -307,7 +319,7 @@ def test_sigterm_ends_a_call_waiting_for_its_slot(tmp_path: Path):
     """A call queued for a slot a minute away neither holds SIGTERM nor answers late: 502 upstream_cancelled."""
     quota = quota_server.SlidingWindow(limit=100, window=60.0)
     with serve(quota_server.create_app(quota)) as upstream:
-        server = ServerProcess(tmp_path / "hl.sqlite", extra_args=["--provider-limits", "openai=1rpm"]).start()
+        server = ServerProcess(tmp_path / "hl.sqlite", extra_args=[*ONE_WORKER, "--provider-limits", "openai=1rpm"]).start()
         body = {"messages": [{"role": "user", "content": "hi"}], "provider_api_keys": {"openai": CANARY},
                 "model_config": {"model": "m", "provider": "openai", "other": {"base_url": upstream + "/v1"}}}
         answers: list[requests.Response] = []

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 LIMITED_PROVIDERS = ("openai", "anthropic")  # pass-through providers that spend a key's quota
 UNITS = ("rpm", "tpm")
 DEFAULT_OUTPUT_TOKENS = 256  # a request's output estimate when it sets no max_tokens (corrected afterwards)
+IMAGE_TOKENS = 1000  # an inline image's estimate (OpenAI counts 85-1105 for one image at detail high)
 DEFAULT_PAUSE = 1.0  # seconds everyone waits after a 429 that named no Retry-After
 RECOVER_AFTER = 5  # successes in a row before this process's concurrency for a key grows again
 GROWTH = 1.5
@@ -147,12 +148,24 @@ def _budget(entry: str, text: str) -> Budget:
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:
-    """What a request may spend before its usage is known: its JSON's characters / 4 for the prompt,
-    plus ``max_tokens`` (else DEFAULT_OUTPUT_TOKENS) per requested choice."""
-    prompt = len(json.dumps(body, ensure_ascii=False, default=str)) // 4
+    """What a request may spend before its usage is known: its JSON's characters / 4 for the prompt
+    (an inline ``data:`` image counts IMAGE_TOKENS, not its base64 length), plus ``max_tokens``
+    (else DEFAULT_OUTPUT_TOKENS) per requested choice."""
+    prompt = len(json.dumps(_without_inline_data(body), ensure_ascii=False, default=str)) // 4
     output = body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_OUTPUT_TOKENS
     choices = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1
     return prompt + int(output) * choices
+
+
+def _without_inline_data(value: Any) -> Any:
+    """``value`` with each ``data:`` URL (a base64 image) replaced by text of IMAGE_TOKENS tokens."""
+    if isinstance(value, str):
+        return "." * (4 * IMAGE_TOKENS) if value.startswith("data:") and len(value) > 4 * IMAGE_TOKENS else value
+    if isinstance(value, Mapping):
+        return {k: _without_inline_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_inline_data(v) for v in value]
+    return value
 
 
 def reported_tokens(usage: Any) -> int | None:

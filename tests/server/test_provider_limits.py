@@ -131,6 +131,9 @@ def test_token_estimate_and_reported_usage():
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}], "n": 2, "max_tokens": 50}
     assert estimate_tokens(body) == len(__import__("json").dumps(body)) // 4 + 100
     assert estimate_tokens({"model": "m"}) == len('{"model": "m"}') // 4 + 256
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 4_000_000}}
+    with_image = {"model": "m", "messages": [{"role": "user", "content": [image]}], "max_tokens": 10}
+    assert 1000 < estimate_tokens(with_image) < 1100  # not a million tokens for 4 MB of base64
     assert reported_tokens({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}) == 7
     assert reported_tokens({"input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 10}) == 17
     assert reported_tokens({}) is None and reported_tokens(None) is None

@@ -16,9 +16,14 @@ from .bodycheck import check_body
 API_KEY_HEADER = APIKeyHeader(name="X-API-KEY", auto_error=False)
 
 
-async def require_api_key(request: Request, key: str | None = Security(API_KEY_HEADER)) -> None:
+def key_matches(request: Request, key: str | None) -> bool:
+    """Whether ``key`` (the X-API-KEY header's value) is the server's key; compared in constant time."""
     expected: str = request.app.state.settings.api_key
-    if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+    return key is not None and hmac.compare_digest(key.encode(), expected.encode())
+
+
+async def require_api_key(request: Request, key: str | None = Security(API_KEY_HEADER)) -> None:
+    if not key_matches(request, key):
         raise HTTPException(status_code=401, detail="invalid or missing X-API-KEY")
 
 

@@ -17,6 +17,7 @@ from .auth import require_api_key_and_clean_body
 from . import idempotency
 from .bodies import replay_events
 from .chat import ChatRun, internal_error
+from .direct_route import DirectRoute
 from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfigRequest, ChatRequest,
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
 from .streaming import EventStream
@@ -29,7 +30,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 STREAM_DOC = {200: {"model": ChatResponse, "content": {"text/event-stream": {}},
                     "description": "A ChatResponse, or with stream=true SSE events each holding one."}}
 
-router = APIRouter(dependencies=[Depends(require_api_key_and_clean_body)], tags=["Chats"])
+# DirectRoute: a valid, authorised JSON body skips FastAPI's dependency solving (direct_route.py);
+# the dependencies still answer every other request and declare the key in the OpenAPI document
+router = APIRouter(dependencies=[Depends(require_api_key_and_clean_body)], tags=["Chats"], route_class=DirectRoute)
 
 
 def chat_limiter(app: Any) -> anyio.CapacityLimiter:

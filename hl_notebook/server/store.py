@@ -168,6 +168,11 @@ class Store:
         self.path = self.db.url
         self.experiment_seed = experiment_seed
         self.experiment_rng = random.Random()
+        # projects and configs are never renamed, changed or deleted: what was read once is kept
+        # (a read per chat call was the largest cost on PostgreSQL after the writes)
+        self._project_ids: dict[str, str] = {}  # name -> id
+        self._projects: dict[str, dict[str, Any]] = {}  # id -> row
+        self._configs: dict[str, dict[str, Any]] = {}  # id -> row, params as JSON text
         self._migrate()
         with self.write() as db:
             if not db.one("SELECT 1 AS found FROM environments WHERE is_default = 1"):
@@ -230,13 +235,22 @@ class Store:
 
     # -- projects ----------------------------------------------------------------------------
     def project_by_id(self, project_id: str) -> dict[str, Any]:
-        row = self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        row = self._projects.get(project_id)
         if row is None:
-            raise NotFound(f"project {project_id} not found")
-        return row
+            row = self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+            if row is None:
+                raise NotFound(f"project {project_id} not found")
+            self._projects[project_id] = row
+        return dict(row)
 
     def project_by_name(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM projects WHERE name = ?", (name,))
+        known = self._project_ids.get(name)
+        if known is not None:
+            return self.project_by_id(known)
+        row = self._one("SELECT * FROM projects WHERE name = ?", (name,))
+        if row is not None:
+            self._project_ids[name], self._projects[row["id"]] = row["id"], row
+        return dict(row) if row else None
 
     def ensure_project(self, db: Tx, name: str) -> str:
         """The id of the project called ``name``, created on first use (spec §9)."""
@@ -295,11 +309,13 @@ class Store:
             return self.ensure_config(db, project_id, params, name, description)
 
     def config(self, config_id: str) -> dict[str, Any]:
-        found = self._one("SELECT * FROM configs WHERE id = ?", (config_id,))
+        found = self._configs.get(config_id)
         if found is None:
-            raise NotFound(f"model config {config_id} not found")
-        found["params"] = json.loads(found["params"])
-        return found
+            found = self._one("SELECT * FROM configs WHERE id = ?", (config_id,))
+            if found is None:
+                raise NotFound(f"model config {config_id} not found")
+            self._configs[config_id] = found
+        return {**found, "params": json.loads(found["params"])}  # a fresh copy: callers may change it
 
     def project_configs(self, project_id: str) -> list[dict[str, Any]]:
         self.project_by_id(project_id)

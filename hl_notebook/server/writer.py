@@ -21,6 +21,7 @@ from .store import Store
 
 Write = Callable[[Any], Any]  # fn(tx) -> value, run inside the batch's transaction (a database.Tx)
 MAX_BATCH = 64  # writes per transaction: bounds how long the store's write lock is held
+POSTGRES_WRITERS = 8  # PostgreSQL: writer threads per worker (each call its own transaction, in parallel)
 CONFLICT_RETRIES = 5  # PostgreSQL: times a call's transaction runs again after a deadlock abort
 IDLE_SECONDS = 5.0  # the thread ends after this long without work (apps built in tests come and go)
 
@@ -31,16 +32,21 @@ class GroupWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._queue: queue.SimpleQueue[tuple[Write, asyncio.Future[Any]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # guards starting and ending the thread against new work
-        self._running = False
+        self._lock = threading.Lock()  # guards starting and ending the threads against new work
+        self._running = 0  # writer threads now
+        # SQLite has one write lock: one thread batching many calls per transaction. PostgreSQL
+        # locks rows: several threads, one call per transaction each (see _commit).
+        postgres = store.db.dialect != "sqlite"
+        self._max_threads = POSTGRES_WRITERS if postgres else 1
+        self._max_batch = 1 if postgres else MAX_BATCH
 
     async def write(self, fn: Write) -> Any:
         """``fn(db)`` committed: its value, or the exception it (or the transaction) raised."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         with self._lock:
             self._queue.put((fn, future))
-            if not self._running:
-                self._running = True
+            if self._running < self._max_threads and (not self._running or self._queue.qsize() > 1):
+                self._running += 1
                 threading.Thread(target=self._run, name="hl_notebook-writer", daemon=True).start()
         return await future
 
@@ -60,10 +66,10 @@ class GroupWriter:
         except queue.Empty:
             with self._lock:
                 if self._queue.empty():
-                    self._running = False
+                    self._running -= 1
                     return None
             batch = []
-        while len(batch) < MAX_BATCH:
+        while len(batch) < self._max_batch:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:

@@ -6,8 +6,8 @@
 Each server is ``python -m hl_notebook.server`` (mock provider) on 127.0.0.1, loaded one at a time
 by the same client (``hey``; a Python pool without it), repetitions interleaved. PostgreSQL runs in
 a private cluster started here (``tests/postgres.py``: initdb + pg_ctl in a temp dir, fsync off as
-in the tests). Ratio = requests/s / the SQLite server's requests/s in the same run. ``cpu ms/req``
-counts the server's processes (supervisor and workers) and PostgreSQL's.
+in the tests). Ratio = requests/s / the SQLite server's requests/s in the same run. CPU per
+request is the server's processes (supervisor and workers) and, apart, PostgreSQL's.
 """
 from __future__ import annotations
 
@@ -71,11 +71,14 @@ def main() -> None:
             for name, server in servers.items():
                 cpu0, pg0 = tree_cpu_seconds(server.pid), postgres_cpu_seconds(cluster)
                 result = load(server.base_url + "/chat", bodies[0], args.n, args.concurrency)
-                cpu = tree_cpu_seconds(server.pid) - cpu0 + postgres_cpu_seconds(cluster) - pg0
+                cpu = tree_cpu_seconds(server.pid) - cpu0
+                pg = postgres_cpu_seconds(cluster) - pg0
                 rps[name].append(result["rps"])
                 rows.append([rep + 1, name, result["n"], result["ok"], result["wall"], result["rps"],
-                             1000 * result["p50"], 1000 * result["p99"], 1000 * cpu / result["n"]])
-        print(c.table(["rep", "server", "n", "200s", "wall s", "req/s", "p50 ms", "p99 ms", "cpu ms/req"], rows))
+                             1000 * result["p50"], 1000 * result["p99"], 1000 * cpu / result["n"],
+                             1000 * pg / result["n"]])
+        print(c.table(["rep", "server", "n", "200s", "wall s", "req/s", "p50 ms", "p99 ms", "server cpu ms/req",
+                       "postgres cpu ms/req"], rows))
         base = c.median(rps["sqlite 1 worker"])
         print()
         print(c.table(["server", "median req/s", "/ sqlite 1 worker"],

@@ -342,3 +342,21 @@ def test_sigterm_ends_a_call_waiting_for_its_slot(tmp_path: Path):
     assert answers and answers[0].status_code == 502, answers
     assert answers[0].json()["detail"]["type"] == "upstream_cancelled"
     assert quota.accepted[CANARY] == 1
+
+
+def test_a_call_whose_slot_is_over_a_minute_away_is_a_429_with_retry_after_at_once(tmp_path: Path):
+    """The wait is bounded by MAX_SLOT_WAIT (60 s), below the client's 120 s call deadline: the
+    notebook gets a 429 it retries after Retry-After, not a timeout row, and nothing is sent upstream."""
+    quota = quota_server.SlidingWindow(limit=100, window=60.0)
+    with serve(quota_server.create_app(quota)) as upstream:
+        body = {"messages": [{"role": "user", "content": "hi"}], "provider_api_keys": {"openai": CANARY},
+                "model_config": {"model": "m", "provider": "openai", "other": {"base_url": upstream + "/v1"}}}
+        with ServerProcess(tmp_path / "hl.sqlite", extra_args=["--provider-limits", "openai=0.5rpm"]) as server:
+            assert server.post("/chat", body).status_code == 200  # the next slot is 120 s away
+            began = time.monotonic()
+            refused = server.post("/chat", body)
+            assert time.monotonic() - began < 10
+    assert refused.status_code == 429 and 100 <= int(refused.headers["Retry-After"]) <= 120
+    assert refused.json()["detail"]["type"] == "rate_limit_error"
+    assert "rate budget of this key (0.5rpm, --provider-limits) has no free slot" in refused.json()["detail"]["message"]
+    assert quota.accepted[CANARY] == 1

@@ -39,6 +39,10 @@ CONNECT_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the upstream; --upstream-timeout, other.timeout
 MAX_TIMEOUT = 3600.0  # other.timeout above this is refused (and huge floats overflow socket timeouts)
 MAX_RATE_LIMIT_RETRIES = 10  # upstream 429s one request is sent again after (within its wait bound)
+# the longest a request waits for its key's budget (less when its read timeout is shorter): a 429 with
+# Retry-After must reach a notebook well before the client's own call deadline (120 s) cuts the call
+# into a timeout row that is not retried
+MAX_SLOT_WAIT = 60.0
 CONTROL_KEYS = frozenset({"base_url", "timeout"})  # ours, never sent upstream (nor mock_*)
 # error types an upstream may put in a mid-stream error event -> (our status, our type)
 STREAM_ERRORS = {
@@ -323,15 +327,15 @@ class Upstream:
 
         With a key budget (``limit``), the request first waits for its slot, and an upstream 429
         is sent again once the key's shared pause is over, as long as that stays within
-        ``read_timeout`` seconds of waiting; past that the call is a 429 with Retry-After (the
-        client may try again later) instead of an answer that comes too late.
+        ``read_timeout`` (at most MAX_SLOT_WAIT) seconds of waiting; past that the call is a 429
+        with Retry-After (the client tries again later) instead of an answer that comes too late.
         """
         if self.limit is None:
             return self._send(body, stream)
         return self._paced(self.limit, body, stream)
 
     def _paced(self, limit: KeyLimiter, body: dict[str, Any], stream: bool) -> requests.Response:
-        deadline = time.time() + self.read_timeout
+        deadline = time.time() + min(self.read_timeout, MAX_SLOT_WAIT)
         tokens = estimate_tokens(body)
         for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
             if attempt:

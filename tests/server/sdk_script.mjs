@@ -7,8 +7,9 @@
 //
 // * every HTTP exchange, by wrapping `globalThis.fetch` before the SDK loads (its fetch adapter
 //   binds `fetch` at import): the request's headers and JSON body as the SDK serialised them (to
-//   see the provider keys it injects and the headers it sends), and the response's status and
-//   Content-Type (the SDK's own response object drops the headers of a fetch response);
+//   see the provider keys it injects and the headers it sends), the response's status, Content-Type
+//   and Retry-After (the SDK's own response object drops the headers of a fetch response) and, of
+//   an event stream, the last event as sent (a tee of the body; the SDK reads the other branch);
 // * the SDK's own TypeScript declarations (`dist/models/*.d.ts`): the SDK never validates a body at
 //   run time, so `conforms` checks each 2xx body against the declared response type: every
 //   required field present and non-null, every value of its declared type (string, number,
@@ -18,6 +19,7 @@
 //   else fails.
 //
 // Environment: HL_BASE_URL (ends in /v4), HL_API_KEY, HL_TS_SDK_DIR (holds node_modules/humanloop),
+// HL_FAKE_OPENAI and HL_FAKE_OPENAI_KEY (a fake OpenAI for provider failures: tests/fakes/openai_server.py),
 // optional HL_SDK_PROJECT.
 import { readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -46,6 +48,16 @@ globalThis.fetch = async (input, init) => {
   const response = await realFetch(request);
   entry.status = response.status;
   entry.content_type = response.headers.get("content-type");
+  entry.retry_after = response.headers.get("retry-after");
+  if (entry.content_type?.startsWith("text/event-stream")) { // keep the last SSE event the SDK was given
+    const [mine, sdks] = response.body.tee();
+    entry.read = (async () => {
+      const text = await new Response(mine).text();
+      const events = text.split("\n\n").filter((e) => e.startsWith("data: "));
+      entry.last_event = events.length ? JSON.parse(events.at(-1).slice(6)) : null;
+    })();
+    return new Response(sdks, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }
   return response;
 };
 
@@ -238,7 +250,7 @@ async function expectError(name, call) {
   } catch (error) {
     report.errors[name] = error instanceof HumanloopError
       ? { exception: error.name, is_humanloop_error: true, status: error.status, body: error.responseBody,
-          method: error.method }
+          method: error.method, raw: name === "provider_429" ? error : undefined }
       : { exception: error && error.name, message: String(error && error.message) };
   }
 }
@@ -302,6 +314,7 @@ async function main() {
     const page = await hl.projects.list({ size: 100 });
     const listed = check("projects.list", "PaginatedDataProjectResponse", page, { paged: true });
     report.project_names = listed.records.map((p) => p.name);
+    report.projects_page = { page: listed.page, size: listed.size, total: listed.total, has_next: page.hasNext() };
   });
   await step("modelConfigs.register", async () => {
     const first = await hl.modelConfigs.register({ project: PROJECT, model: "sdk-a", name: "sdk-a", provider: "mock",
@@ -447,6 +460,32 @@ async function main() {
                                                                          messages: MESSAGES, inputs: {} }));
     await expectError("missing_input_stream", () => hl.chatModelConfigurationStream({ model_config_id: ids.config_a,
                                                                                       messages: MESSAGES, inputs: {} }));
+  });
+
+  // provider failures through the OpenAI pass-through to the tests' fake OpenAI (HL_FAKE_OPENAI)
+  const fake = (model) => ({ project: `${PROJECT}-upstream`, model_config: { model, provider: "openai",
+                             other: { base_url: process.env.HL_FAKE_OPENAI } },
+                             provider_api_keys: { openai: process.env.HL_FAKE_OPENAI_KEY },
+                             messages: [{ role: "user", content: "hello there" }] });
+  await step("provider errors", async () => {
+    await expectError("provider_429", () => hl.chat(fake("fail-429")));
+    const exchange = exchanges.at(-1);
+    // on the wire, and what the SDK's error lets a user see of it
+    report.errors.provider_429.retry_after_on_the_wire = exchange.status === 429 ? exchange.retry_after : undefined;
+    report.errors.provider_429.error_fields = Object.keys(report.errors.provider_429.raw || {}).sort();
+    delete report.errors.provider_429.raw;
+  });
+  await step("chatStream (error mid-stream)", async () => {
+    await collect("chatStream (error mid-stream)", await hl.chatStream(fake("error-stream")));
+    const exchange = exchanges.at(-1);
+    await exchange.read;
+    report.stream["chatStream (error mid-stream)"].error_event_on_the_wire = exchange.last_event;
+  });
+  await step("logs.list (failed calls)", async () => { // both failed calls are logged with their error
+    const project = (await hl.projects.list({ size: 100 })).data.records.find((p) => p.name === `${PROJECT}-upstream`);
+    const listed = check("logs.list (failed calls)", "PaginatedDataLogResponse",
+                         await hl.logs.list({ projectId: project.id, size: 100 }), { paged: true });
+    report.failed_log_errors = listed.records.map((r) => r.error);
   });
 }
 

@@ -275,10 +275,10 @@ class KeyLimiter:
         self._count("requests")
 
     def _wait_for_slot(self, tokens: int, deadline: float, cancelled: threading.Event) -> None:
-        now = self.clock()
-        if self.next_free() > deadline:  # a look first, so a call that cannot go reserves nothing
+        now, free = self.clock(), self.next_free()
+        if free > deadline:  # a look first, so a call that cannot go reserves nothing
             self._count("refused")
-            raise BudgetExhausted(self.next_free() - now)
+            raise BudgetExhausted(free - now)
         slot, reserved = now, []
         for bucket, cost in self._costs(tokens):
             slot = max(slot, self.store.advance_bucket(bucket, slot, cost))

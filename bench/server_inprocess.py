@@ -91,7 +91,7 @@ async def _main(args: argparse.Namespace) -> None:
             profile.enable()
             await _load(hl, body, args.n, args.idempotent)
             profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(50)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(50)
 
 
 def main() -> None:
@@ -99,6 +99,7 @@ def main() -> None:
     c.add_load_options(parser, n=(2000, "requests per repetition (a multiple of 16)"), repeat=3)
     parser.add_argument("--idempotent", action="store_true", help="send an Idempotency-Key with each hl request")
     parser.add_argument("--profile", action="store_true", help="cProfile the event-loop thread afterwards")
+    parser.add_argument("--sort", default="cumulative", help="pstats sort key of --profile (cumulative, tottime)")
     args = parser.parse_args()
     c.bounded(parser, args, n=50000, repeat=10)
     c.header("in-process CPU per chat request: hl_notebook.server vs the minimal app")

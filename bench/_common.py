@@ -240,6 +240,31 @@ def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key:
         return list(pool.map(one, bodies))
 
 
+def stdlib_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key: str | None = None) -> list[int]:
+    """Baseline: the same thread pool over the standard library's ``http.client`` (one kept-alive
+    connection per thread, no requests/urllib3 layers): what a Python client's transport costs."""
+    import http.client
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    local = threading.local()
+    sent_headers = {**headers(key), "Content-Type": "application/json"}
+
+    def one(body: dict[str, Any]) -> int:
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            connection = local.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+        connection.request("POST", parts.path, json.dumps(body).encode(), sent_headers)
+        response = connection.getresponse()
+        json.loads(response.read())
+        return response.status
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, bodies))
+
+
 def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: float = 300,
              key: str | None = None) -> dict[str, Any]:
     """Load ``url`` with ``hey`` (Go; apt-get install hey): n POSTs of ``body`` over ``concurrency``

@@ -6,8 +6,8 @@
 
 Each repetition runs, against the same ``python -m hl_notebook.server --mock-latency-ms L``:
 ``hl_notebook.sweep`` (N input rows, concurrency C, frame and history included) and, as
-same-command baselines, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies
-and ``hey`` (a Go load generator, when installed: the server's own limit with a near-free client).
+same-command baselines, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies,
+the same pool over the standard library's ``http.client`` (the cost of requests' layers) and ``hey`` (a Go load generator, when installed: the server's own limit with a near-free client).
 Ratios: wall / ideal for each, and hl / bare. ``--server both`` repeats the whole run against the
 ``proto0`` what-if variant (the pre-7474105 socket binding; see _common.hl_server);
 ``--server embedded`` measures instead the in-process server a notebook gets when none is set.
@@ -46,7 +46,7 @@ def main() -> None:
     ideal = math.ceil(args.n / args.concurrency) * args.latency_ms / 1000
 
     post = c.PostTimer()
-    kinds = ["hl sweep", "bare requests pool"] + (["hey (Go)"] if args.hey else [])
+    kinds = ["hl sweep", "bare requests pool", "http.client pool"] + (["hey (Go)"] if args.hey else [])
     summary = []
     variants = ["embedded"] if args.server == "embedded" else c.server_variants(args.server)
     for variant in variants:
@@ -76,6 +76,9 @@ def main() -> None:
                         assert len(frame) == args.n, len(frame)
                     elif kind == "bare requests pool":
                         wall, statuses = c.timed(lambda: c.bare_pool(bodies, url, args.concurrency, key))
+                        failed = sum(s != 200 for s in statuses)
+                    elif kind == "http.client pool":
+                        wall, statuses = c.timed(lambda: c.stdlib_pool(bodies, url, args.concurrency, key))
                         failed = sum(s != 200 for s in statuses)
                     else:  # hey runs n // C requests per connection: compare with its own ideal
                         result = c.load_hey(url, bodies[0], args.n, args.concurrency, key=key)

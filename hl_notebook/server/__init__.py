@@ -72,7 +72,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     if shared:
         from .workers import StatsPublisher
 
-        app.state.stats_publisher = StatsPublisher(app.state.store, app.state.counters)
+        app.state.stats_publisher = StatsPublisher(app.state.store, app.state.counters, app.state.provider_limiter)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(stats.CountChatRequests, counters=app.state.counters, prefix=API_PREFIX)
     if settings.faults:

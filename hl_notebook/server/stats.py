@@ -64,10 +64,12 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["Server"])
 
 @router.get("/server-stats")
 def server_stats(request: Request) -> dict[str, Any]:
-    """The chat counters, and per provider key its budget and pacing (``provider_limits``, ratelimit.py)."""
+    """The chat counters, and per provider key its budget and pacing (``provider_limits``, ratelimit.py);
+    with several workers, every worker's counts added up (``workers.StatsPublisher``)."""
     state = request.app.state
-    counters = state.stats_publisher.totals() if state.stats_publisher else state.counters.snapshot()
-    return {**counters, "provider_limits": state.provider_limiter.snapshot()}
+    if state.stats_publisher:
+        return state.stats_publisher.totals()
+    return {**state.counters.snapshot(), "provider_limits": state.provider_limiter.snapshot()}
 
 
 @router.post("/server-stats/reset")
@@ -77,5 +79,5 @@ def reset_stats(request: Request) -> dict[str, Any]:
         state.stats_publisher.reset()
     else:
         state.counters.reset()
-    state.provider_limiter.reset()
+        state.provider_limiter.reset()
     return server_stats(request)

@@ -105,22 +105,28 @@ class SharedInFlight(InFlight):
 
 
 class StatsPublisher:
-    """Each worker writes its chat counters to the database every ``PUBLISH_INTERVAL`` seconds; any
-    worker answers ``/v4/server-stats`` with the sum. A reset is a shared counter every worker
-    notices within one interval (until then its old counts still show)."""
+    """Each worker writes its chat counters and its per-key limiter counters (``ratelimit.py``) to
+    the database every ``PUBLISH_INTERVAL`` seconds; any worker answers ``/v4/server-stats`` with
+    their sums. A reset is a shared counter every worker notices within one interval."""
 
     RESETS = "stats-resets"
+    # per-key fields that are each worker's own and are not added up (the budget, the shared timeline)
+    SHARED_KEY_FIELDS = frozenset({"provider", "fingerprint", "rpm", "tpm", "next_slot_in_s"})
 
-    def __init__(self, store: Any, counters: Any) -> None:
-        self.store, self.counters, self.name = store, counters, worker_name()
+    def __init__(self, store: Any, counters: Any, limiter: Any) -> None:
+        self.store, self.counters, self.limiter, self.name = store, counters, limiter, worker_name()
         self._resets_seen = store.count(self.RESETS)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"chat": self.counters.snapshot(), "provider_limits": self.limiter.snapshot()}
 
     def publish(self) -> None:
         resets = self.store.count(self.RESETS)
         if resets != self._resets_seen:
             self._resets_seen = resets
             self.counters.reset()
-        self.store.publish_worker_stats(self.name, self.counters.snapshot())
+            self.limiter.reset()
+        self.store.publish_worker_stats(self.name, self._snapshot())
 
     async def run(self) -> None:
         while True:
@@ -131,18 +137,30 @@ class StatsPublisher:
             await asyncio.sleep(PUBLISH_INTERVAL)
 
     def totals(self) -> dict[str, Any]:
-        """The counters summed over the live workers (this one's counted live), and each worker's."""
-        own = self.counters.snapshot()
-        others = {name: found for name, found in self.store.worker_stats(time.time() - STATS_MAX_AGE).items()
-                  if name != self.name}
-        every = [own, *others.values()]
-        return {**{field: sum(snapshot.get(field, 0) for snapshot in every) for field in own},
-                "workers": len(every)}
+        """The counters summed over the live workers (this one's taken live): the chat counters,
+        ``workers``, and per provider key its budget and timeline with every worker's counts added."""
+        own = self._snapshot()
+        others = [found for name, found in self.store.worker_stats(time.time() - STATS_MAX_AGE).items()
+                  if name != self.name and isinstance(found, dict) and "chat" in found]
+        every = [own, *others]
+        chat = {field: sum(snapshot["chat"].get(field, 0) for snapshot in every) for field in own["chat"]}
+        keys: dict[tuple[str, str], dict[str, Any]] = {}
+        for snapshot in every:  # own first: the budget and the next slot come from the live reading
+            for entry in snapshot.get("provider_limits", []):
+                found = keys.get((entry["provider"], entry["fingerprint"]))
+                if found is None:
+                    keys[(entry["provider"], entry["fingerprint"])] = dict(entry)
+                    continue
+                for field, value in entry.items():
+                    if field not in self.SHARED_KEY_FIELDS and isinstance(value, (int, float)):
+                        found[field] = found.get(field, 0) + value
+        return {**chat, "workers": len(every), "provider_limits": list(keys.values())}
 
     def reset(self) -> None:
         self.store.next_count(self.RESETS)
         self._resets_seen = self.store.count(self.RESETS)
         self.counters.reset()
+        self.limiter.reset()
         self.store.clear_worker_stats()  # old snapshots no longer count; each worker publishes again after its reset
 
 

@@ -30,7 +30,7 @@ from support import ServerProcess
 from tests.fakes import anthropic_server, quota_server, serve
 
 CANARY = "sk-LIMIT-CANARY-5e1d"
-ONE_WORKER = ["--workers", "1"]  # the stats' provider_limits counters are the answering worker's (HL_TEST_WORKERS)
+ONE_WORKER = ["--workers", "1"]  # stats of several workers add up only every 0.5 s (workers.StatsPublisher): exact counts need one
 
 
 class Clock:

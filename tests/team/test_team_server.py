@@ -6,6 +6,7 @@ their own PostgreSQL cluster (``postgres.py``: initdb + pg_ctl in a temp dir) wh
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -323,3 +324,37 @@ def test_calls_sharing_new_projects_configs_and_payloads_across_workers_never_de
         assert "Deadlock" not in "".join(server.output)
     finally:
         server.stop()
+
+
+def test_server_stats_add_up_every_workers_counts_and_a_reset_reaches_them_all(cluster):
+    """Chat counters and each provider key's counters (``--provider-limits``) are summed over the
+    workers; the key is named by its fingerprint only."""
+    from hl_notebook.server.ratelimit import fingerprint
+    from tests.fakes import openai_server, serve
+
+    provider_key = "sk-team-CANARY-0042"
+    with serve(openai_server.create_app(provider_key)) as upstream:
+        server = team_server(fresh_database(cluster), 3, "--provider-limits", "openai=60000rpm")
+        try:
+            wait_for_workers(server, 3)
+            body = {"project": "stats", "messages": [{"role": "user", "content": "hi"}],
+                    "provider_api_keys": {"openai": provider_key},
+                    "model_config": {"model": "m", "provider": "openai", "other": {"base_url": upstream + "/v1"}}}
+
+            def call(_: int) -> int:  # a connection each: the calls spread over the workers
+                return requests.post(server.base_url + "/chat", json=body, headers=HEADERS, timeout=30).status_code
+
+            with ThreadPoolExecutor(12) as pool:
+                assert set(pool.map(call, range(30))) == {200}
+            time.sleep(1.5)  # every worker has published (workers.PUBLISH_INTERVAL)
+            stats = requests.get(server.base_url + "/server-stats", headers=HEADERS, timeout=10).json()
+            assert (stats["workers"], stats["requests"]) == (3, 30)
+            (key,) = stats["provider_limits"]
+            assert (key["provider"], key["fingerprint"], key["requests"]) == ("openai", fingerprint(provider_key), 30)
+            assert provider_key not in json.dumps(stats)
+            requests.post(server.base_url + "/server-stats/reset", headers=HEADERS, timeout=10)
+            time.sleep(1.5)
+            stats = requests.get(server.base_url + "/server-stats", headers=HEADERS, timeout=10).json()
+            assert (stats["requests"], stats["provider_limits"][0]["requests"]) == (0, 0)
+        finally:
+            server.stop()

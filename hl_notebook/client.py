@@ -24,6 +24,7 @@ from .errors import (HLAPIError, HLConfigError, HLConnectionError, HLError, HLSe
                      HLTimeoutError, HLUsageError, describe_body, error_for_status, one_line)
 from .secrets import Secret, reveal
 from .stream import response_problem, sse_events
+from .transport import PlainResponse, PlainTransport
 from .wire import parse_retry_after
 
 USER_AGENT = "hl_notebook"
@@ -150,8 +151,11 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket a response's body is read from (http.client's reader under urllib3), if any."""
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket a response's body is read from (http.client's reader under urllib3, or the plain
+    transport's connection), if any."""
+    if isinstance(response, PlainResponse):
+        return response.plain_socket
     reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
     return getattr(getattr(reader, "raw", None), "_sock", None)
 
@@ -225,24 +229,33 @@ class HLClient:
             session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             session.trust_env = False
             self._local.session = session
+            # chat POSTs to a plain-HTTP server no proxy applies to skip requests' layers (transport.py)
+            self._local.plain = PlainTransport(self.base_url) if self.base_url.startswith("http://") \
+                and not session.proxies else None
         return session
+
+    def _plain(self) -> PlainTransport | None:
+        self._session()
+        return self._local.plain
 
     # -- the request loop ----------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, *, params: dict[str, Any] | None = None,
                 stream: bool = False, cancelled: Callable[[], bool] = lambda: False,
-                headers: dict[str, str] | None = None) -> requests.Response:
+                headers: dict[str, str] | None = None, plain: bool = False) -> requests.Response:
         """Send with retries; return a 2xx response or raise a typed HLError (message redacted).
 
         ``body`` may hold ``Secret`` values; it is encoded here as strict JSON, the keys revealed
         only while sending. With ``stream=True`` the deadline covers getting the headers; the
-        caller reads the body (``chat_stream`` keeps the deadline on its stream).
+        caller reads the body (``chat_stream`` keeps the deadline on its stream). ``plain`` (not with
+        ``stream`` or ``params``) sends over ``transport.PlainTransport`` where it applies.
 
         Raises:
             HLUsageError: ``body`` holds a value JSON cannot carry (the message names the field);
                 nothing was sent.
         """
         deadline = _Deadline(self.deadline)
-        response, watch = self._open(method, path, body, params, headers, cancelled, deadline)
+        response, watch = self._open(method, path, body, params, headers, cancelled, deadline,
+                                     plain and not stream and params is None)
         if stream:
             _WATCHDOG.release(watch)
             return response
@@ -259,8 +272,8 @@ class HLClient:
         return response
 
     def _open(self, method: str, path: str, body: Any, params: dict[str, Any] | None,
-              headers: dict[str, str] | None, cancelled: Callable[[], bool], deadline: _Deadline
-              ) -> tuple[requests.Response, _Watch]:
+              headers: dict[str, str] | None, cancelled: Callable[[], bool], deadline: _Deadline,
+              plain: bool = False) -> tuple[requests.Response, _Watch]:
         """The headers of a 2xx answer, its socket watched until the deadline; retries per policy."""
         url = self.base_url + path
         for attempt in itertools.count():
@@ -270,7 +283,7 @@ class HLClient:
             left = deadline.left()
             try:
                 response = self._send(method, url, body, params, headers,
-                                      (min(self.timeout[0], left), min(self.timeout[1], left)))
+                                      (min(self.timeout[0], left), min(self.timeout[1], left)), plain)
             except requests.exceptions.RequestException as exc:
                 error, retryable = self._broken(exc, method, path, deadline), _never_sent(exc)
             else:
@@ -290,7 +303,7 @@ class HLClient:
         raise AssertionError("unreachable")
 
     def _send(self, method: str, url: str, body: Any, params: dict[str, Any] | None,
-              headers: dict[str, str] | None, timeout: tuple[float, float]) -> requests.Response:
+              headers: dict[str, str] | None, timeout: tuple[float, float], plain: bool = False) -> requests.Response:
         """The one frame where keys are in clear: the X-API-KEY header and the body's ``Secret`` values
         exist only as arguments of this call, never as a variable of a caller's frame
         (``%xmode Verbose`` prints the variables of every frame of a traceback into the notebook).
@@ -300,7 +313,15 @@ class HLClient:
             requests.RequestException: mapped by the caller without chaining (the frames of requests
                 and urllib3 hold the clear headers and body).
         """
+        transport = self._plain() if plain else None
         try:
+            if transport is not None:
+                response = transport.send(
+                    method, url, None if body is None else _encode(body),
+                    {"User-Agent": USER_AGENT, "Accept": JSON, **(headers or {}),
+                     **({} if body is None else {"Content-Type": JSON}), "X-API-KEY": self._api_key.reveal()},
+                    timeout)
+                return response  # type: ignore[return-value]  # keeps no request: nothing to forget
             response = self._session().request(
                 method, url, params=params, timeout=timeout, stream=True,
                 data=None if body is None else _encode(body),
@@ -367,7 +388,8 @@ class HLClient:
         Raises:
             HLServerError: the answer is not JSON or not shaped like a ChatResponse (not retried).
         """
-        response = self.request("POST", path, body, cancelled=cancelled, headers=_idempotency(idempotency_key))
+        response = self.request("POST", path, body, cancelled=cancelled, headers=_idempotency(idempotency_key),
+                                plain=True)
         result = _decode(response, "POST", path)
         problem = response_problem(result)
         if problem:

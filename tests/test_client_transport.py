@@ -1,0 +1,71 @@
+"""The plain-HTTP transport under HLClient.chat: where it applies, and kept-alive connections the server closed."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from hl_notebook.client import HLClient
+from hl_notebook.secrets import Secret
+from hl_notebook.transport import PlainTransport
+
+RESPONSE = {"project_id": "pr_t", "data": [{"id": "data_t0", "index": 0, "output": "hi", "raw_output": "hi",
+                                            "finish_reason": "stop", "model_config_id": "config_t"}],
+            "provider_responses": []}
+BODY = {"model_config": {"model": "m", "provider": "mock"}, "messages": [{"role": "user", "content": "hello"}]}
+
+
+def test_plain_http_without_a_proxy_uses_the_plain_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(HLClient("http://127.0.0.1:9/v4", Secret("k"))._plain(), PlainTransport)
+    assert HLClient("https://example.invalid/v4", Secret("k"))._plain() is None
+
+
+def test_a_proxied_base_url_stays_on_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("no_proxy", "")
+    assert HLClient("http://10.1.2.3:8000/v4", Secret("k"))._plain() is None
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_again() -> None:
+    """The server answers keep-alive (no Connection: close) and then closes the socket anyway, as
+    an idle timeout does: the next call must not fail as 'connection dropped'."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted: list[int] = []
+    closed = threading.Event()  # the server closed its end of the first connection
+    body = json.dumps(RESPONSE).encode()
+
+    def serve() -> None:
+        for _ in range(2):
+            sock, _ = listener.accept()
+            accepted.append(1)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            sock.close()
+            closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = HLClient(f"http://127.0.0.1:{listener.getsockname()[1]}/v4", Secret("k"))
+    try:
+        assert client.chat("/chat", BODY)["data"][0]["output"] == "hi"
+        assert closed.wait(5)
+        assert client.chat("/chat", BODY)["data"][0]["output"] == "hi"
+    finally:
+        thread.join(5)
+        listener.close()
+    assert len(accepted) == 2

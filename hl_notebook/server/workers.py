@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -182,6 +183,7 @@ def app() -> Any:
     values = json.loads(Path(os.environ[SETTINGS_FILE_VARIABLE]).read_text())
     built = create_app(ServerSettings(**values))
     _cut_upstreams_on_sigterm(built)
+    gc.freeze()  # as __main__ does: full collections no longer walk the long-lived app and imports
     return built
 
 

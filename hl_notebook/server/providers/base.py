@@ -108,7 +108,7 @@ class Provider(Protocol):
 
     A provider may also offer ``async def complete_async(call) -> ProviderResult``: a non-streaming
     call then runs on the event loop and holds no thread while it waits (the mock awaits its
-    latency so); ``routes_chat`` uses it when present."""
+    latency so); ``chat.ChatRun`` uses it when present."""
 
     def complete(self, call: ProviderCall) -> ProviderResult:
         """Exactly ``call.num_samples`` generations, indices 0..n-1."""

@@ -302,7 +302,7 @@ def test_the_server_tests_run_on_postgresql_when_asked(cluster, tmp_path):
 def test_calls_sharing_new_projects_configs_and_payloads_across_workers_never_deadlock(cluster):
     """Calls on 4 workers that create the same new projects, configs and payloads in varying orders:
     no 5xx. PostgreSQL aborts one of two transactions that wait for each other's new rows; when each
-    worker committed many calls in one transaction, that was a 500 for some calls (6 of 3,000)."""
+    worker committed many calls in one transaction, that was a 500 for some calls (15-25 of 1,500 here)."""
     import random
 
     url = fresh_database(cluster)
@@ -310,17 +310,17 @@ def test_calls_sharing_new_projects_configs_and_payloads_across_workers_never_de
 
     def payload(i: int) -> dict[str, Any]:
         draw = random.Random(i)
-        return {"project": f"shared-{draw.randrange(4)}-{i // 150}", "inputs": {"a": draw.randrange(3)},
-                "messages": [{"role": "user", "content": f"m{draw.randrange(6)}-{i // 150}"}],
+        return {"project": f"shared-{draw.randrange(4)}-{i // 75}", "inputs": {"a": draw.randrange(3)},
+                "messages": [{"role": "user", "content": f"m{draw.randrange(6)}-{i // 75}"}],
                 "model_config": {"provider": "mock", "model": f"m{draw.randrange(4)}", "temperature": 0}}
 
     try:
         wait_for_workers(server, 4)
         client = Client(server.base_url)
         with ThreadPoolExecutor(48) as pool:
-            results = list(pool.map(lambda i: client.call(payload(i), f"shared-{i}"), range(3000)))
+            results = list(pool.map(lambda i: client.call(payload(i), f"shared-{i}"), range(1500)))
         statuses = [status for status, _, _ in results]
-        assert statuses.count(200) == 3000, {s: statuses.count(s) for s in set(statuses)}
+        assert statuses.count(200) == 1500, {s: statuses.count(s) for s in set(statuses)}
         assert "Deadlock" not in "".join(server.output)
     finally:
         server.stop()

@@ -358,3 +358,41 @@ def test_server_stats_add_up_every_workers_counts_and_a_reset_reaches_them_all(c
             assert (stats["requests"], stats["provider_limits"][0]["requests"]) == (0, 0)
         finally:
             server.stop()
+
+
+def test_a_notebook_sweep_through_a_killed_worker_loses_nothing_after_retry(cluster, monkeypatch):
+    """The user's view of a worker dying: hl_notebook.sweep against 4 workers while the busiest
+    is killed; the calls it was answering are rows with an error, retry(df) finishes them, and the
+    server holds exactly one log per call."""
+    import pandas as pd
+
+    import hl_notebook
+    from hl_notebook.config import HLSettings
+
+    url = fresh_database(cluster)
+    server = team_server(url, 4, "--mock-latency-ms", "30")
+    try:
+        pids = wait_for_workers(server, 4)
+        monkeypatch.setenv("HUMANLOOP_BASE_URL", server.base_url)
+        monkeypatch.setenv("HUMANLOOP_API_KEY", KEY)
+        HLSettings.instance().provider = "mock"
+        killer = threading.Timer(1.0, lambda: os.kill(busiest_worker(server, pids), signal.SIGKILL))
+        killer.start()
+        frame = hl_notebook.sweep("user: n{{i}}", model="m", temperature=0, inputs=pd.DataFrame({"i": range(1500)}),
+                                  concurrency=32, project="notebook")
+        killer.join()
+        assert frame["call"].tolist() == list(range(1500))  # every call is a row
+        failed = frame[frame["error"].notna()]
+        assert len(failed) > 0, "the kill broke no call: it came too late"
+        assert set(failed["error_type"]) <= {"HLConnectionError"}, failed["error"].tolist()[:3]
+        for _ in range(5):
+            if frame["error"].isna().all():
+                break
+            frame = hl_notebook.retry(frame, concurrency=8)
+        assert frame["error"].isna().all()
+        assert frame["output"].tolist() == [f"m: n{i}" for i in range(1500)]
+        stored = stored_log_ids(url, "notebook")
+        assert len(stored) == len(set(stored)) == 1500
+        assert sorted(frame["log_id"]) == sorted(stored)
+    finally:
+        server.stop()

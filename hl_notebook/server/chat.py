@@ -6,6 +6,7 @@ templating, sampling, storage in one transaction, response shape, streaming — 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,6 +151,7 @@ class ChatRun:
         self.log_ids = [new_id("data") for _ in range(body.num_samples)]
         self.inputs = body.inputs if body.return_inputs else {}
         self.stored = False  # the call's logs are in the store (success or failure)
+        self.response_json: bytes | None = None  # the completed call's body as JSON, when it was encoded to be stored
         self.streamed: dict[int, str] = {}  # text streamed so far, per sample
 
     def _provider(self, group: Group):  # noqa: ANN202 - Provider protocol
@@ -174,7 +176,7 @@ class ChatRun:
         """
         with self.store.write() as db:
             written = self.write_logs(db, outcomes, usage, respond)
-        self.stored = True
+        self._committed()
         return written
 
     async def store_logs_async(self, writer: GroupWriter,
@@ -184,8 +186,14 @@ class ChatRun:
                                ) -> tuple[str | None, Any]:
         """``store_logs`` through the group writer: the same rows, atomic per call, committed before it returns."""
         written = await writer.write(lambda db: self.write_logs(db, outcomes, usage, respond))
-        self.stored = True
+        self._committed()
         return written
+
+    def _committed(self) -> None:
+        """The call's logs are committed, and with them its config (later calls skip registering it)."""
+        self.stored = True
+        if self.target.new_config is not None:
+            self.store.note_config_stored(self.target.new_config[0])
 
     def write_logs(self, db: Any, outcomes: dict[int, tuple[str | None, str | None, dict[str, Any] | None]],
                    usage: dict[str, int] | None,
@@ -194,7 +202,7 @@ class ChatRun:
         body, target = self.body, self.target
         if target.project_name is not None:
             target.project_id = self.store.ensure_project(db, target.project_name)
-        if target.new_config is not None:
+        if target.new_config is not None and not self.store.config_stored(target.new_config[0]):
             config_id, params, name, description = target.new_config
             self.store.ensure_config(db, target.project_id, params, name, description)
         session_id = body.session_id
@@ -209,7 +217,10 @@ class ChatRun:
                               parent_id=body.parent_id, save=body.save, experiment_id=target.experiment_id)
         response = respond(session_id) if respond is not None else None
         if response is not None and self.idempotency is not None and body.save:
-            self.store.remember_call(db, *self.idempotency, response)
+            # encoded once, for the stored record and the reply (``response_json``)
+            self.response_json = json_bytes(response)
+            self.store.remember_call(db, *self.idempotency,
+                                     response if self.response_json is None else self.response_json.decode())
         return session_id, response
 
     @contextmanager
@@ -389,6 +400,15 @@ def _usage(counts: list[tuple[int | None, int | None]]) -> dict[str, int] | None
     if any(prompt is None or generated is None for prompt, generated in counts):
         return None
     return usage_dict(sum(p for p, _ in counts), sum(g for _, g in counts))  # type: ignore[misc]
+
+
+def json_bytes(body: Any) -> bytes | None:
+    """``body`` as ``JSONResponse`` renders it (the same bytes); None if it cannot be (a non-finite
+    number or a lone surrogate from a provider), so that ``JSONResponse`` raises as it always did."""
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return None
 
 
 def internal_error(exc: BaseException) -> ProviderError:

@@ -6,6 +6,7 @@ the Accept header (the SDKs send ``Accept: application/json`` on streaming calls
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import anyio
@@ -22,6 +23,8 @@ from .schemas import (ChatDeployedRequest, ChatExperimentRequest, ChatModelConfi
                       ChatRequestBase, ChatResponse, ErrorBody, HTTPValidationError)
 from .streaming import EventStream
 from .writer import GroupWriter
+
+JSON = "application/json"
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": HTTPValidationError},
@@ -90,14 +93,15 @@ def _respond(request: Request, run: ChatRun, release: Callable[[], None] | None)
 
 def _replay(request: Request, key: str, digest: str, stream: bool) -> Response | None:
     """The stored result of the call completed under ``key``, as JSON or as SSE events; None if none."""
-    found = request.app.state.store.completed_call(key)
+    found = request.app.state.store.completed_call_text(key)
     if found is None:
         return None
-    stored_hash, response = found
+    stored_hash, text = found
     idempotency.check_same_request(stored_hash, digest)
     headers = {"Idempotent-Replayed": "true"}
-    if not stream:
-        return JSONResponse(response, headers=headers)
+    if not stream:  # the stored JSON text as it is: the bytes of the first answer (older rows: the same JSON)
+        return Response(text.encode(), headers=headers, media_type=JSON)
+    response = json.loads(text)
     return EventStream(iter(replay_events(response)), limiter=chat_limiter(request.app),
                        on_error=lambda exc: {"detail": internal_error(exc).detail()},
                        on_close=lambda completed: None, headers=headers)
@@ -132,7 +136,10 @@ async def _complete(request: Request, endpoint: str, body: ChatRequestBase) -> R
         if replay is not None:
             return replay
         run = await _new_run(request, endpoint, body, (key, digest))
-        return JSONResponse(await run.complete(chat_writer(request.app), chat_limiter(request.app)))
+        response = await run.complete(chat_writer(request.app), chat_limiter(request.app))
+        if run.response_json is not None:  # encoded once for the idempotency record: the same bytes
+            return Response(run.response_json, media_type=JSON)
+        return JSONResponse(response)
     finally:
         with anyio.CancelScope(shield=True):  # a cancelled request still gives its key back
             await _reading(request, state.in_flight.leave, key)

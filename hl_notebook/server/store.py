@@ -173,6 +173,7 @@ class Store:
         self._project_ids: dict[str, str] = {}  # name -> id
         self._projects: dict[str, dict[str, Any]] = {}  # id -> row
         self._configs: dict[str, dict[str, Any]] = {}  # id -> row, params as JSON text
+        self._stored_configs: set[str] = set()  # ids of configs this process saw committed
         self._migrate()
         with self.write() as db:
             if not db.one("SELECT 1 AS found FROM environments WHERE is_default = 1"):
@@ -282,6 +283,15 @@ class Store:
     def config_id_for(self, project_id: str, params: dict[str, Any]) -> str:
         """The id a config with these parameters has (or will have) in this project."""
         return stable_id("config", project_id + "\n" + config_key(params))
+
+    def config_stored(self, config_id: str) -> bool:
+        """Whether the config is known to be in the store (configs are never deleted), so that a
+        chat call with it need not register it again (``ensure_config``)."""
+        return config_id in self._stored_configs or config_id in self._configs
+
+    def note_config_stored(self, config_id: str) -> None:
+        """Call after the transaction that ran ``ensure_config`` for it has committed."""
+        self._stored_configs.add(config_id)
 
     def ensure_config(self, db: Tx, project_id: str, params: dict[str, Any],
                       name: str | None = None, description: str | None = None) -> str:
@@ -508,15 +518,21 @@ class Store:
     # -- idempotency keys --------------------------------------------------------------------
     def completed_call(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """(request hash, response body) of the completed call stored under ``key``, if any."""
+        found = self.completed_call_text(key)
+        return (found[0], json.loads(found[1])) if found else None
+
+    def completed_call_text(self, key: str) -> tuple[str, str] | None:
+        """(request hash, response body as its stored JSON text) of the call completed under ``key``."""
         row = self._one("SELECT request_hash, response FROM idempotency WHERE key = ?", (key,))
-        return (row["request_hash"], json.loads(row["response"])) if row else None
+        return (row["request_hash"], row["response"]) if row else None
 
     @staticmethod
-    def remember_call(db: Tx, key: str, request_hash: str, response: dict[str, Any]) -> None:
-        """Store a completed call's response under its key, in the transaction of its logs. A key
-        stored first by another request (another worker) keeps its response."""
+    def remember_call(db: Tx, key: str, request_hash: str, response: dict[str, Any] | str) -> None:
+        """Store a completed call's response (a body, or its JSON text) under its key, in the
+        transaction of its logs. A key stored first by another request (another worker) keeps its response."""
+        text = response if isinstance(response, str) else json.dumps(response)
         db.run("INSERT INTO idempotency VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-               (key, request_hash, json.dumps(response), time.time()))
+               (key, request_hash, text, time.time()))
 
     def claim_call(self, key: str, owner: str, stale: Any) -> bool:
         """Mark the call under ``key`` as running in ``owner`` (a worker); False while another owner

@@ -67,6 +67,30 @@ def count_words(messages: list[dict[str, Any]]) -> int:
     return sum(len(_text(m).split()) for m in messages)
 
 
+def _key_prefix(call: ProviderCall, temperature: float) -> str:
+    """The seed text of a sample without its index: ``json.dumps([messages, model, temperature, top_p,
+    seed, index], sort_keys=True, default=str)`` is this plus ``f"{index}]"`` (a list's items are
+    joined by ``", "``), so a call's samples encode the messages once."""
+    config = call.config
+    whole = json.dumps([call.messages, config["model"], temperature, config.get("top_p"), config.get("seed")],
+                       sort_keys=True, default=str)
+    return whole[:-1] + ", "
+
+
+def _words(rng: random.Random, count: int) -> list[str]:
+    """``[rng.choice(VOCABULARY) for _ in range(count)]`` without its per-call layers: ``choice`` of 14
+    items is ``getrandbits(4)`` drawn again while it is 14 or 15 (``Random._randbelow_with_getrandbits``),
+    so the words are the same."""
+    getrandbits, size, words = rng.getrandbits, len(VOCABULARY), []
+    bits = size.bit_length()
+    for _ in range(count):
+        r = getrandbits(bits)
+        while r >= size:
+            r = getrandbits(bits)
+        words.append(VOCABULARY[r])
+    return words
+
+
 class MockProvider:
     """See the module docstring for the exact, documented behaviour."""
 
@@ -89,17 +113,17 @@ class MockProvider:
         if latency_ms:
             time.sleep(latency_ms / 1000)
 
-    def _sample(self, call: ProviderCall, index: int) -> Generation:
+    def _sample(self, call: ProviderCall, index: int, prefix: str | None = None) -> Generation:
+        """Sample ``index``; ``prefix``: ``_key_prefix(call)`` when the caller made it already (one per call)."""
         config = call.config
         users = [m for m in call.messages if m.get("role") == "user"]
         text = f"{config['model']}: " + (_text(users[-1]).strip() if users else "(no user message)")
         temperature = float(config.get("temperature", 1))
         if temperature > 0:
-            key = json.dumps([call.messages, config["model"], temperature, config.get("top_p"),
-                              config.get("seed"), index], sort_keys=True, default=str)
+            key = (prefix if prefix is not None else _key_prefix(call, temperature)) + f"{index}]"
             rng = random.Random(hashlib.sha256(key.encode()).digest())
             # capped: a wild temperature (1e16) must not keep a worker busy for ever
-            text += " ~ " + " ".join(rng.choice(VOCABULARY) for _ in range(1 + round(4 * min(temperature, 2.0))))
+            text += " ~ " + " ".join(_words(rng, 1 + round(4 * min(temperature, 2.0))))
         finish_reason = "stop"
         stops = config.get("stop")
         for stop in [stops] if isinstance(stops, str) else stops or []:
@@ -127,7 +151,10 @@ class MockProvider:
         return self._result(call)
 
     def _result(self, call: ProviderCall) -> ProviderResult:
-        generations = [self._sample(call, i) for i in range(call.num_samples)]
+        temperature = call.config.get("temperature", 1)
+        several = call.num_samples > 1 and isinstance(temperature, (int, float)) and temperature > 0
+        prefix = _key_prefix(call, float(temperature)) if several else None
+        generations = [self._sample(call, i, prefix) for i in range(call.num_samples)]
         generation_tokens = sum(len(g.text.split()) for g in generations)
         response = {"object": "mock.completion", "model": call.config["model"],
                     "choices": [{"index": g.index, "text": g.text, "finish_reason": g.finish_reason}

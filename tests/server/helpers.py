@@ -6,11 +6,14 @@ their assertions (status, JSON content type, SSE framing) the same everywhere.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
 import uuid
 from collections import defaultdict
 from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -122,3 +125,21 @@ def abandon_stream(server, body: dict[str, Any], headers: dict[str, str] | None 
             assert chunk, received
             received += chunk
     return received
+
+
+def sdk_report(command: list[str], db_path: Path, project: str, env: dict[str, str] | None = None,
+               timeout: float = 300) -> dict[str, Any]:
+    """Run an SDK conformance script against a server of its own (so other tests' projects cannot
+    leak in) and return the JSON report it prints; the server is stopped afterwards."""
+    from support import ServerProcess
+
+    server = ServerProcess(db_path).start()
+    try:
+        environment = {**os.environ, "HL_BASE_URL": server.base_url, "HL_API_KEY": server.api_key,
+                       "HL_SDK_PROJECT": project, **(env or {})}
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    finally:
+        server.stop()
+    assert done.returncode == 0, f"{Path(command[-1]).name} exited {done.returncode}:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout)

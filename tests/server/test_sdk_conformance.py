@@ -10,7 +10,6 @@ this test asserts on that report.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from support import ServerProcess
+from tests.server.helpers import sdk_report
 
 SDK_VERSION = "0.5.18"
 SDK_VENV = Path("/tmp/hl-sdk-venv")
@@ -56,16 +55,8 @@ def sdk_python() -> str:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The script's report, from a server of its own (so other tests' projects cannot leak in)."""
-    python = sdk_python()
-    server = ServerProcess(tmp_path_factory.mktemp("sdk") / "hl.sqlite").start()
-    try:
-        env = {**os.environ, "HL_BASE_URL": server.base_url, "HL_API_KEY": server.api_key, "HL_SDK_PROJECT": PROJECT}
-        done = subprocess.run([python, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=300)
-    finally:
-        server.stop()
-    assert done.returncode == 0, f"sdk_script.py exited {done.returncode}:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout)
+    """The script's report, from a server of its own."""
+    return sdk_report([sdk_python(), str(SCRIPT)], tmp_path_factory.mktemp("sdk") / "hl.sqlite", PROJECT)
 
 
 def test_the_script_ran_every_step(report):

@@ -29,8 +29,7 @@ from typing import Any
 
 import pytest
 
-from support import ServerProcess
-from tests.server.helpers import FAKE_PROVIDER_KEY
+from tests.server.helpers import FAKE_PROVIDER_KEY, sdk_report
 
 SDK_VERSION = "0.5.36"
 PACKAGE = {"private": True, "description": "hl_notebook test cache: the v4 TypeScript SDK",
@@ -113,19 +112,11 @@ def sdk_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory, fake_openai: str) -> dict[str, Any]:
-    """The script's report, from a server of its own (so other tests' projects cannot leak in)."""
+    """The script's report, from a server of its own."""
     node_path, directory = node(), sdk_dir()
-    server = ServerProcess(tmp_path_factory.mktemp("sdk-ts") / "hl.sqlite").start()
-    try:
-        env = {**os.environ, "HL_BASE_URL": server.base_url, "HL_API_KEY": server.api_key,
-               "HL_TS_SDK_DIR": str(directory), "HL_SDK_PROJECT": PROJECT, "HL_FAKE_OPENAI": fake_openai,
-               "HL_FAKE_OPENAI_KEY": FAKE_PROVIDER_KEY}
-        done = subprocess.run([node_path, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=120,
-                              stdin=subprocess.DEVNULL)
-    finally:
-        server.stop()
-    assert done.returncode == 0, f"sdk_script.mjs exited {done.returncode}:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout)
+    return sdk_report([node_path, str(SCRIPT)], tmp_path_factory.mktemp("sdk-ts") / "hl.sqlite", PROJECT,
+                      {"HL_TS_SDK_DIR": str(directory), "HL_FAKE_OPENAI": fake_openai,
+                       "HL_FAKE_OPENAI_KEY": FAKE_PROVIDER_KEY}, timeout=120)
 
 
 def test_the_script_ran_every_step(report):

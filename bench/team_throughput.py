@@ -55,7 +55,7 @@ def main() -> None:
     cluster = postgres.Cluster()
     servers = {"sqlite 1 worker": c.hl_server(args.latency_ms)}
     for count in (int(w) for w in args.workers.split(",")):
-        database = postgres.create_database(f"bench_{count}")
+        database = postgres.create_database(f"bench_{count}", cluster.url())
         command = c.local_server_command(database, c.API_KEY, ["--mock-latency-ms", str(args.latency_ms),
                                                                "--workers", str(count)])
         servers[f"postgresql {count} worker{'s' * (count > 1)}"] = c.server_process(command)

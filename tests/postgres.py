@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 ENGINE_VARIABLE = "HL_TEST_DB"
@@ -89,7 +88,7 @@ class Cluster:
 
 
 _cluster: Cluster | None = None
-_created: set[str] = set()
+_created: set[tuple[str, str]] = set()  # (server URL, database name)
 
 
 def server_url() -> str:
@@ -103,17 +102,18 @@ def server_url() -> str:
     return _cluster.url()
 
 
-def create_database(name: str) -> str:
-    """A database called ``name`` (created once, empty); its URL."""
+def create_database(name: str, base: str | None = None) -> str:
+    """A database called ``name`` (created once, empty) on the server at ``base`` (default: the
+    tests' server, ``server_url()``); its URL."""
     import psycopg
 
-    base = server_url()
-    if name not in _created:
+    base = base or server_url()
+    if (base, name) not in _created:
         with psycopg.connect(base, autocommit=True) as connection:
             exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
                 connection.execute(f'CREATE DATABASE "{name}"')
-        _created.add(name)
+        _created.add((base, name))
     return base.rsplit("/", 1)[0] + "/" + name
 
 
@@ -122,17 +122,3 @@ def database_for(path: str | Path) -> str:
     if engine() == "sqlite":
         return str(path)
     return create_database("t_" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:20])
-
-
-def wait_until_accepting(url: str, timeout: float = 30) -> None:
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -41,10 +41,7 @@ def cluster():
 
 
 def fresh_database(cluster: postgres.Cluster) -> str:
-    name = "team_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(cluster.url(), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return cluster.url(name)
+    return postgres.create_database("team_" + uuid.uuid4().hex[:12], cluster.url())
 
 
 def team_server(url: str, workers: int, *extra: str) -> ServerProcess:

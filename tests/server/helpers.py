@@ -10,12 +10,15 @@ import os
 import re
 import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections import defaultdict
 from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 HELLO = [{"role": "user", "content": "hello there world"}]
@@ -143,3 +146,43 @@ def sdk_report(command: list[str], db_path: Path, project: str, env: dict[str, s
         server.stop()
     assert done.returncode == 0, f"{Path(command[-1]).name} exited {done.returncode}:\n{done.stderr[-4000:]}"
     return json.loads(done.stdout)
+
+
+def check_sdk_feedback(feedback: dict[str, Any], ids: dict[str, str], experiment_chat: dict[str, Any]) -> None:
+    """What both SDK scripts report of their feedback: one item (action/copy) and a list stored as
+    sent, and the experiment's statistics read back through the SDK — the action on the first log
+    is a success, the rating on the second a trial of no positive label's type, so not one — and
+    after the unset of the second log's action, one trial fewer."""
+    first_log, second_log = feedback["logs"]
+    one = feedback["one"]
+    assert one == {"id": one["id"], "type": "action", "value": "copy", "data_id": first_log,
+                   "user": "sdk@example.com", "created_at": "2024-03-01T12:00:00+00:00"}
+    assert [(f["type"], f["value"], f["data_id"]) for f in feedback["many"]] == [
+        ("rating", "good", second_log), ("action", "share", second_log)]
+    config_of = dict(zip(experiment_chat["ids"], experiment_chat["model_config_ids"], strict=True))
+    successes = {ids["config_a"]: 0, ids["config_b"]: 0}
+    trials = dict(successes)
+    for log_id, success in ((first_log, 1), (second_log, 0)):  # the rating is not a positive label's type
+        trials[config_of[log_id]] += 1
+        successes[config_of[log_id]] += success
+    stats = feedback["stats"]
+    assert {c: s["trials_count"] for c, s in stats.items()} == trials
+    for config_id, s in stats.items():
+        assert s["mean"] == pytest.approx((1 + successes[config_id]) / (2 + trials[config_id]))
+        assert 0 < s["spread"] < 0.9 if trials[config_id] else s["spread"] == pytest.approx(0.9)
+    assert feedback["sampled"]["experiment_id"] == ids["experiment"]
+    assert feedback["sampled"]["config_id"] in (ids["config_a"], ids["config_b"])
+    trials[config_of[second_log]] -= 1  # unset removed its only feedback of a positive label's type
+    assert {c: s["trials_count"] for c, s in feedback["stats_after_unset"].items()} == trials
+
+
+def sigterm_cancels_the_waiting_call(server, waiting: threading.Thread, answers: list[requests.Response]) -> None:
+    """SIGTERM to ``server`` while ``waiting`` waits on its call: the server is gone within 5 s
+    (it does not wait for the call) and the call is answered 502 ``upstream_cancelled``."""
+    began = time.monotonic()
+    server.process.terminate()
+    server.process.wait(15)
+    assert time.monotonic() - began < 5
+    waiting.join(5)
+    assert answers and answers[0].status_code == 502, answers
+    assert answers[0].json()["detail"]["type"] == "upstream_cancelled"

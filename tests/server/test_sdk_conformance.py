@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import sdk_report
+from tests.server.helpers import check_sdk_feedback, sdk_report
 
 SDK_VERSION = "0.5.18"
 SDK_VENV = Path("/tmp/hl-sdk-venv")
@@ -153,27 +153,6 @@ def test_errors_reach_the_sdk_as_api_exceptions(report):
 def test_feedback_through_the_sdk_teaches_the_experiment(report):
     """issue 13: ``humanloop.feedback`` (one item and a list) is stored and judged against the
     experiment's positive label (action/copy); the SDK reads the statistics back."""
-    ids, feedback = report["ids"], report["feedback"]
-    first_log, second_log = feedback["logs"]
-    one = feedback["one"]
-    assert one == {"id": one["id"], "type": "action", "value": "copy", "data_id": first_log,
-                   "user": "sdk@example.com", "created_at": "2024-03-01T12:00:00+00:00"}
-    assert [(f["type"], f["value"], f["data_id"]) for f in feedback["many"]] == [
-        ("rating", "good", second_log), ("action", "share", second_log)]
-    config_of = dict(zip(report["chat"]["chat_experiment"]["ids"], report["chat"]["chat_experiment"]["model_config_ids"]))
-    successes = {ids["config_a"]: 0, ids["config_b"]: 0}
-    trials = dict(successes)
-    for log_id, success in ((first_log, 1), (second_log, 0)):  # the rating is not a positive label's type
-        trials[config_of[log_id]] += 1
-        successes[config_of[log_id]] += success
-    stats = feedback["stats"]
-    assert {c: s["trials_count"] for c, s in stats.items()} == trials
-    for config_id, s in stats.items():
-        assert s["mean"] == pytest.approx((1 + successes[config_id]) / (2 + trials[config_id]))
-        assert 0 < s["spread"] < 0.9 if trials[config_id] else s["spread"] == pytest.approx(0.9)
-    assert feedback["sampled"]["experiment_id"] == ids["experiment"]
-    assert feedback["sampled"]["config_id"] in (ids["config_a"], ids["config_b"])
-    trials[config_of[second_log]] -= 1  # unset removed its only feedback of a positive label's type
-    assert {c: s["trials_count"] for c, s in feedback["stats_after_unset"].items()} == trials
+    check_sdk_feedback(report["feedback"], report["ids"], report["chat"]["chat_experiment"])
     assert report["errors"]["unknown_log"] == {"exception": "ApiException", "status": 404,
                                                "body": {"detail": "log data_doesnotexist00000000 not found"}}

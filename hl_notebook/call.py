@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -47,7 +47,7 @@ def execute(connection: "Connection", spec: ChatSpec, call: int = 0, *, on_delta
     """Run ``spec`` once. Never raises (bar KeyboardInterrupt): any failure is the result's error,
     kept with whatever output arrived. An unexpected exception becomes ``HLInternalError``."""
     if spec.call_key is None:
-        spec = replace(spec, call_key=uuid.uuid4().hex)
+        spec = spec.with_key(uuid.uuid4().hex)
     result = CallResult(call, spec)
     assembler = StreamAssembler() if spec.stream else None
     start = time.perf_counter()

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .call import CallResult, DeltaCallback, execute
@@ -197,7 +197,7 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
         raise HLUsageError("--concurrency must be at least 1")
     connection = connection or connect()
     # keys first: a call cut off in flight and its cancelled row (retried later) are one call to the server
-    specs = [spec if spec.call_key else replace(spec, call_key=uuid.uuid4().hex) for spec in specs]
+    specs = [spec if spec.call_key else spec.with_key(uuid.uuid4().hex) for spec in specs]
     response_cache = _cache(cache)
     stop = stop or threading.Event()
     bar = Progress(len(specs), show_progress(progress) and len(specs) > 1)

@@ -62,3 +62,24 @@ def test_build_body_has_wire_names_and_keys_only_in_provider_api_keys():
     deployed = make_specs(MESSAGES, deployed=True, project="p", axes={"environment": ["staging"]},
                           inputs={"word": "x"})[0]
     assert build_body(deployed)["environment"] == "staging" and "model_config" not in build_body(deployed)
+
+
+def test_the_per_call_copies_equal_dataclasses_replace():
+    import dataclasses
+
+    from hl_notebook.spec import ChatSpec
+
+    # ChatSpec._copy skips __init__: it is replace() only while there is nothing __init__ would add
+    assert not hasattr(ChatSpec, "__post_init__")
+    assert all(f.init for f in dataclasses.fields(ChatSpec))
+    [spec] = make_specs(MESSAGES, axes={"model": ["m"], "temperature": [0.5]}, inputs={"word": "x"},
+                        metadata={"k": 1}, project="p")
+    for changed, expected in ((spec.with_inputs({"word": "y"}), dataclasses.replace(spec, inputs={"word": "y"})),
+                              (spec.with_key("k1"), dataclasses.replace(spec, call_key="k1"))):
+        assert type(changed) is ChatSpec and changed == expected
+        assert vars(changed) == vars(expected) and changed.call_key == expected.call_key
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            changed.num_samples = 2  # type: ignore[misc]
+    assert spec.call_key is None and spec.inputs == {"word": "x"}  # the original is untouched
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        spec._copy(nope=1)

@@ -67,9 +67,9 @@ class Throttle:
             self.holds += 1
 
     def wait(self, cancelled: Callable[[], bool] = lambda: False) -> None:
-        while not cancelled():
+        while True:
             remaining = self._until - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or cancelled():
                 return
             time.sleep(min(remaining, 0.2))
 
@@ -483,6 +483,11 @@ def _check_event(event: dict[str, Any], path: str) -> None:
                             "partial output kept", status_code=200, endpoint=path, body=event)
 
 
+# ``json.dumps(body, default=reveal, allow_nan=False, ensure_ascii=False)`` with one encoder for all
+# calls: json.dumps builds a new JSONEncoder for any non-default argument (encode keeps no state)
+_ENCODER = json.JSONEncoder(default=reveal, allow_nan=False, ensure_ascii=False)
+
+
 def _encode(body: Any) -> bytes:
     """``body`` as strict UTF-8 JSON, ``Secret`` values revealed (called only by ``HLClient._send``).
 
@@ -491,7 +496,7 @@ def _encode(body: Any) -> bytes:
             values, dates, lone surrogates: pitfalls 14, 16, 17).
     """
     try:
-        return json.dumps(body, default=reveal, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        return _ENCODER.encode(body).encode("utf-8")
     except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         pass
     raise HLUsageError(_unencodable(body))  # out here: the failed attempt's exception holds the keys

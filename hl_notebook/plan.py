@@ -284,4 +284,6 @@ def _namespace_inputs(messages: Sequence[Mapping[str, Any]], rows: list[dict[str
 
 def unfilled(spec: ChatSpec) -> list[str]:
     """Template variables whose value is missing (an empty cell): the call would send ``null``."""
+    if not any(value is None for value in spec.inputs.values()):  # the usual row: no template scan per call
+        return []
     return [name for name in variables(spec.messages) if spec.inputs.get(name, "") is None]

@@ -34,10 +34,17 @@ class PlainResponse:
         self.plain_socket = sock  # taken before getresponse(): a closing response unsets connection.sock
         self.status_code = response.status
         self.reason = response.reason
-        self.headers = CaseInsensitiveDict(response.getheaders())
+        self._headers: CaseInsensitiveDict | None = None
         self.history: list[Any] = []
         self.request = None
         self._content: bytes | None = None
+
+    @property
+    def headers(self) -> CaseInsensitiveDict:
+        """Made when first read (an error's ``Retry-After``): a successful call never reads them."""
+        if self._headers is None:
+            self._headers = CaseInsensitiveDict(self._response.getheaders())
+        return self._headers
 
     @property
     def content(self) -> bytes:
@@ -75,6 +82,7 @@ class PlainTransport:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "", parts.port or 80
         self._local = threading.local()
+        self._paths: dict[str, str] = {}  # url -> the path sent (a client has a few URLs)
 
     def send(self, method: str, url: str, data: bytes | None, headers: dict[str, str],
              timeout: tuple[float, float]) -> PlainResponse:
@@ -84,7 +92,9 @@ class PlainTransport:
             requests.exceptions.RequestException: what requests raises for the same failure.
         """
         connection = self._connection(url, timeout[0])
-        path = urlsplit(url)._replace(scheme="", netloc="").geturl()
+        path = self._paths.get(url)
+        if path is None:
+            path = self._paths[url] = urlsplit(url)._replace(scheme="", netloc="").geturl()
         sock = connection.sock
         try:
             sock.settimeout(timeout[1])  # type: ignore[union-attr]

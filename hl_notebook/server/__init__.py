@@ -23,6 +23,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     import anyio.to_thread
     from fastapi import FastAPI
 
+    from .fast_path import ChatServerApp
     from . import routes_admin, routes_chat, routes_feedback, routes_info, stats
     from .idempotency import InFlight
     from .errors import install_error_handlers
@@ -44,7 +45,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.state.upstreams.cancel()  # pass-through calls still waiting on an upstream end now
         app.state.store.close()
 
-    app = FastAPI(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,
+    app = ChatServerApp(title="hl_notebook local Humanloop v4 server", version="4.0.1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.settings = settings
     app.state.store = Store(settings.db_path, experiment_seed=settings.experiment_seed)
@@ -74,6 +75,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         app.state.stats_publisher = StatsPublisher(app.state.store, app.state.counters, app.state.provider_limiter)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.max_body_bytes = settings.max_body_bytes
+    app.fast_routes = routes_chat.fast_routes(API_PREFIX)  # their usual request skips the middleware stack
     app.add_middleware(stats.CountChatRequests, counters=app.state.counters, prefix=API_PREFIX)
     if settings.faults:
         from .faults import FaultInjector, FaultSettings

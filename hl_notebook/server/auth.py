@@ -18,7 +18,11 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-KEY", auto_error=False)
 
 def key_matches(request: Request, key: str | None) -> bool:
     """Whether ``key`` (the X-API-KEY header's value) is the server's key; compared in constant time."""
-    expected: str = request.app.state.settings.api_key
+    return valid_key(request.app.state.settings.api_key, key)
+
+
+def valid_key(expected: str, key: str | None) -> bool:
+    """Whether ``key`` is ``expected``, compared in constant time."""
     return key is not None and hmac.compare_digest(key.encode(), expected.encode())
 
 

@@ -20,10 +20,12 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from .auth import API_KEY_HEADER, key_matches
+from .auth import API_KEY_HEADER, key_matches, valid_key
 from .bodycheck import check_values
 
 JSON = "application/json"
+JSON_BYTES = JSON.encode()
+_KEY_HEADER = API_KEY_HEADER.model.name.lower().encode()
 
 
 class DirectRoute(APIRoute):
@@ -54,6 +56,23 @@ async def _valid_body(request: Request, body_type: type[BaseModel]) -> BaseModel
         raise
     except Exception:  # noqa: BLE001 - FastAPI's handler turns it into its own 400
         return None
+    return _validated(raw, body_type)
+
+
+def valid_body(app: Any, scope: dict[str, Any], raw: bytes, body_type: type[BaseModel]) -> BaseModel | None:
+    """``_valid_body`` for an ASGI scope whose body was read already (``fast_path.py``)."""
+    content_type = key = None
+    for name, value in scope["headers"]:
+        if name == b"content-type" and content_type is None:  # the first one, as Starlette's Headers.get
+            content_type = value
+        elif name == _KEY_HEADER and key is None:
+            key = value
+    if content_type != JSON_BYTES or key is None or not valid_key(app.state.settings.api_key, key.decode("latin-1")):
+        return None
+    return _validated(raw, body_type)
+
+
+def _validated(raw: bytes, body_type: type[BaseModel]) -> BaseModel | None:
     if not raw:
         return None
     try:

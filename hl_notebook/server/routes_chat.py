@@ -202,3 +202,11 @@ async def chat_experiment(request: Request, body: ChatExperimentRequest) -> Resp
 async def chat_model_config(request: Request, body: ChatModelConfigRequest) -> Response:
     """Chat with a registered model config by id."""
     return await _serve(request, "chat-model-config", body)
+
+
+def fast_routes(prefix: str) -> dict[str, tuple[Callable[..., Any], type[ChatRequestBase]]]:
+    """The chat endpoints by path, with their body models, for ``fast_path.ChatServerApp``."""
+    endpoints = {"/chat": (chat, ChatRequest), "/chat-deployed": (chat_deployed, ChatDeployedRequest),
+                 "/chat-experiment": (chat_experiment, ChatExperimentRequest),
+                 "/chat-model-config": (chat_model_config, ChatModelConfigRequest)}
+    return {prefix + path: route for path, route in endpoints.items()}

@@ -159,21 +159,32 @@ def show_progress(requested: bool | None) -> bool:
 
 
 class Progress:
-    """A tqdm bar with done/failed counts, or nothing."""
+    """A tqdm bar with done/failed counts, or nothing.
+
+    ``count`` runs where a call finishes (a worker, under the pool's lock); ``draw`` only on the
+    calling thread (a notebook's widget bar belongs to it), for everything counted since it last
+    drew: at most every 0.1 s in a sweep, which is as often as tqdm refreshes anyway.
+    """
 
     def __init__(self, total: int, show: bool) -> None:
         self.bar = None
-        self.failed = 0
+        self.done = self.failed = self._drawn = 0
         if show:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, desc="hlchat", unit="call", leave=True)
 
-    def update(self, result: CallResult, in_flight: int | None = None) -> None:
+    def count(self, result: CallResult) -> None:
+        self.done += 1
         self.failed += not result.ok
-        if self.bar is not None:
-            postfix = {"failed": self.failed} if in_flight is None else {"failed": self.failed, "in_flight": in_flight}
-            self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(1)
+
+    def draw(self, in_flight: int | None = None) -> None:
+        done = self.done
+        if self.bar is None or done == self._drawn:
+            return
+        postfix = {"failed": self.failed} if in_flight is None else {"failed": self.failed, "in_flight": in_flight}
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(done - self._drawn)
+        self._drawn = done
 
     def close(self) -> None:
         if self.bar is not None:
@@ -216,22 +227,31 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
             response_cache.put(specs[index], result.response)
         return result
 
-    def finish(result: CallResult) -> None:
+    def keep(result: CallResult) -> None:
+        """A finished call, on the thread that ran it (one at a time: the pool holds its lock)."""
         done[result.call] = result
         limit.observe(result)
-        bar.update(result, limit.current if concurrency > 1 else None)
-        if on_result:
-            on_result(result)
+        bar.count(result)
+
+    def draw() -> None:
+        """On the calling thread, while it waits and after each result it hands to ``on_result``."""
+        bar.draw(limit.current if concurrency > 1 else None)
+        if tick:
+            tick()
 
     try:
         if len(specs) == 1 or concurrency == 1:
             for index in range(len(specs)):
                 if stop.is_set():
                     break
-                finish(one(index))
+                result = one(index)
+                keep(result)
+                bar.draw()
+                if on_result:
+                    on_result(result)
         else:
             with _interrupt_sets(stop):
-                _run_pool(len(specs), one, finish, limit, stop, tick or (lambda: None))
+                _run_pool(len(specs), one, keep, limit, stop, draw, on_result)
     except KeyboardInterrupt:
         run.interrupted = True
     finally:
@@ -284,75 +304,88 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _run_pool(total: int, one: Callable[[int], CallResult], finish: Callable[[CallResult], None],
-              limit: AdaptiveLimit, stop: threading.Event, tick: Callable[[], None]) -> None:
+def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[CallResult], None],
+              limit: AdaptiveLimit, stop: threading.Event, draw: Callable[[], None],
+              deliver: Callable[[CallResult], None] | None = None) -> None:
     """Run calls ``0..total-1`` on ``min(limit.maximum, total)`` worker threads, each taking the next
-    call when it has finished its last; the calling thread hands every result to ``finish``.
+    call when it has finished its last and passing the result to ``keep`` under one lock.
 
     Worker ``k`` takes calls only while ``k < limit.current``, so at most ``limit.current`` calls are
-    in flight as the limit changes, and cancelling is a matter of taking no more. Why not a
-    ``ThreadPoolExecutor`` fed one call per completion: a Future, a work item and a callback per
-    call, and the calling thread woken to submit each next one, were about a third of the GIL time
-    of a 1,000-call sweep at 32 threads (py-spy). A call's exception (a bug: ``execute`` makes
-    failures results) is re-raised on the calling thread, as ``Future.result`` did.
+    in flight as the limit changes (``keep`` observes it), and cancelling is a matter of taking no
+    more: once ``stop`` is set no result is kept. The calling thread only waits, calling ``draw``
+    at least every 0.1 s (it stays responsive to KeyboardInterrupt), and hands each result to
+    ``deliver`` when one is given (the panel's ``on_result``, which must run on its thread).
+
+    Why: a ThreadPoolExecutor fed one call per completion cost a Future, a work item and a
+    callback per call, and woke the calling thread to submit each next one; handing every result
+    to the calling thread still cost a wake-up and a GIL hand-over per call. Both were a fifth to a
+    third of the GIL time of a 1,000-call sweep at 32 threads (py-spy). A call's exception (a bug:
+    ``execute`` makes failures results) is re-raised on the calling thread, as ``Future.result`` did.
     """
-    finished: queue.SimpleQueue[CallResult | BaseException] = queue.SimpleQueue()
     upcoming = iter(range(total))
-    taking = threading.Lock()
-    resume = threading.Condition()  # a worker above the limit waits here until it grows (or stop)
+    lock = threading.Condition(threading.Lock())  # guards upcoming and keep; workers above the limit wait on it
+    finished = threading.Event()  # every call kept, or a call raised
+    results: queue.SimpleQueue[CallResult] = queue.SimpleQueue()  # for ``deliver`` only
+    failures: list[BaseException] = []
+    kept = 0
 
     def work(slot: int) -> None:
-        while not stop.is_set():
-            if slot >= limit.current:
-                with resume:
-                    while slot >= limit.current and not stop.is_set():
-                        resume.wait()
-                continue
-            with taking:
-                index = next(upcoming, None)
+        nonlocal kept
+        while True:
+            with lock:
+                while slot >= limit.current and not stop.is_set():
+                    lock.wait()
+                index = None if stop.is_set() else next(upcoming, None)
             if index is None:
                 return
             try:
-                finished.put(one(index))
+                result = one(index)
+                with lock:
+                    if stop.is_set():  # the run is over: the calling thread has what it keeps
+                        return
+                    level = limit.current
+                    keep(result)
+                    kept += 1
+                    if limit.current > level:
+                        lock.notify_all()
+                    if kept == total:
+                        finished.set()
+                    if deliver is not None:  # under the lock: the stop below sees every kept result
+                        results.put(result)
             except BaseException as exc:  # noqa: BLE001 - raised by the calling thread
-                finished.put(exc)
+                failures.append(exc)
+                finished.set()
                 return
 
-    def take(item: CallResult | BaseException) -> None:
-        if isinstance(item, BaseException):
-            raise item
-        finish(item)
-
-    def wake() -> None:
-        with resume:
-            resume.notify_all()
-
-    received = 0
+    delivered = 0
     try:
         for slot in range(min(limit.maximum, total)):
             threading.Thread(target=work, args=(slot,), name=f"hlchat_{slot}").start()
-        while received < total and not stop.is_set():
-            try:  # short waits keep the calling thread responsive to KeyboardInterrupt
-                item = finished.get(timeout=0.1)
-            except queue.Empty:
-                tick()
-                continue
-            level = limit.current
-            received += 1
-            take(item)
-            if limit.current > level:
-                wake()
-            tick()
+        while not stop.is_set() and not failures:
+            if deliver is None:
+                if finished.wait(0.1):
+                    break
+            elif delivered == total:
+                break
+            else:
+                try:
+                    deliver(results.get(timeout=0.1))
+                    delivered += 1
+                except queue.Empty:
+                    pass
+            draw()
     finally:
-        stop.set()
-        wake()
-        while received < total:  # finished between the last wait and the stop: keep them
+        with lock:
+            stop.set()
+            lock.notify_all()
+        while deliver is not None:  # kept before the stop: hand them over too
             try:
-                item = finished.get_nowait()
+                deliver(results.get_nowait())
             except queue.Empty:
                 break
-            received += 1
-            take(item)
+        draw()
+    if failures:
+        raise failures[0]
 
 
 def _config_params(connection: Connection, results: list[CallResult]) -> dict[str, dict[str, Any]]:

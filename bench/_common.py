@@ -240,11 +240,15 @@ def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key:
         return list(pool.map(one, bodies))
 
 
-def stdlib_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key: str | None = None) -> list[int]:
+def stdlib_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key: str | None = None,
+                keyed: bool = False) -> list[int]:
     """Baseline: the same thread pool over the standard library's ``http.client`` (one kept-alive
-    connection per thread, no requests/urllib3 layers): what a Python client's transport costs."""
+    connection per thread, no requests/urllib3 layers): what a Python client's transport costs.
+    ``keyed`` sends a fresh ``Idempotency-Key`` with each request, as every sweep call does (the
+    server then keeps an idempotency record per call): the fair baseline for the sweep's client."""
     import http.client
     import json
+    import uuid
     from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import urlsplit
 
@@ -256,7 +260,8 @@ def stdlib_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, ke
         connection = getattr(local, "connection", None)
         if connection is None:
             connection = local.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
-        connection.request("POST", parts.path, json.dumps(body).encode(), sent_headers)
+        connection.request("POST", parts.path, json.dumps(body).encode(),
+                           {**sent_headers, "Idempotency-Key": uuid.uuid4().hex} if keyed else sent_headers)
         response = connection.getresponse()
         json.loads(response.read())
         return response.status

@@ -7,7 +7,10 @@
 Each repetition runs, against the same ``python -m hl_notebook.server --mock-latency-ms L``:
 ``hl_notebook.sweep`` (N input rows, concurrency C, frame and history included) and, as
 same-command baselines, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies,
-the same pool over the standard library's ``http.client`` (the cost of requests' layers) and ``hey`` (a Go load generator, when installed: the server's own limit with a near-free client).
+the same pool over the standard library's ``http.client`` (the cost of requests' layers), that pool
+sending a fresh ``Idempotency-Key`` per request as the sweep does (``+ key``: the server's cost of
+the key included, so hl / keyed is the client's own overhead) and ``hey`` (a Go load generator,
+when installed: the server's own limit with a near-free client).
 Ratios: wall / ideal for each, and hl / bare. ``--server both`` repeats the whole run against the
 ``proto0`` what-if variant (the pre-7474105 socket binding; see _common.hl_server);
 ``--server embedded`` measures instead the in-process server a notebook gets when none is set.
@@ -46,7 +49,8 @@ def main() -> None:
     ideal = math.ceil(args.n / args.concurrency) * args.latency_ms / 1000
 
     post = c.PostTimer()
-    kinds = ["hl sweep", "bare requests pool", "http.client pool"] + (["hey (Go)"] if args.hey else [])
+    kinds = ["hl sweep", "bare requests pool", "http.client pool", "http.client pool + key"] + \
+        (["hey (Go)"] if args.hey else [])
     summary = []
     variants = ["embedded"] if args.server == "embedded" else c.server_variants(args.server)
     for variant in variants:
@@ -77,8 +81,9 @@ def main() -> None:
                     elif kind == "bare requests pool":
                         wall, statuses = c.timed(lambda: c.bare_pool(bodies, url, args.concurrency, key))
                         failed = sum(s != 200 for s in statuses)
-                    elif kind == "http.client pool":
-                        wall, statuses = c.timed(lambda: c.stdlib_pool(bodies, url, args.concurrency, key))
+                    elif kind.startswith("http.client pool"):
+                        keyed = kind.endswith("+ key")
+                        wall, statuses = c.timed(lambda: c.stdlib_pool(bodies, url, args.concurrency, key, keyed))
                         failed = sum(s != 200 for s in statuses)
                     else:  # hey runs n // C requests per connection: compare with its own ideal
                         result = c.load_hey(url, bodies[0], args.n, args.concurrency, key=key)
@@ -99,9 +104,12 @@ def main() -> None:
         ratio = {k: c.median(r[4] for r in rows if r[1] == k) for k in kinds}
         walls = {k: c.median(r[3] for r in rows if r[1] == k) for k in kinds}
         summary.append([variant, *(ratio[k] for k in kinds), walls["hl sweep"] / walls["bare requests pool"],
+                        walls["hl sweep"] / walls["http.client pool + key"],
                         args.target, c.verdict(ratio["hl sweep"], args.target)])
-    print("\n# medians: wall / ideal per client; hl / bare = hl sweep wall / bare pool wall")
-    print(c.table(["server", *(f"{k} x ideal" for k in kinds), "hl / bare", "target", "hl verdict"], summary))
+    print("\n# medians: wall / ideal per client; hl / bare = hl sweep wall / bare pool wall; "
+          "hl / keyed = hl sweep wall / http.client pool + key wall")
+    print(c.table(["server", *(f"{k} x ideal" for k in kinds), "hl / bare", "hl / keyed", "target", "hl verdict"],
+                  summary))
 
 if __name__ == "__main__":
     main()

@@ -11,17 +11,52 @@ have run: not retried), a body cut mid-way.
 """
 from __future__ import annotations
 
+import email.parser
 import http.client
 import json
+import re
 import select
 import socket
 import threading
+import types
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
+
+
+_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # what the email parser takes as a header name
+_BLANK = (b"\r\n", b"\n", b"")
+
+
+def parse_headers(fp: Any, _class: type = http.client.HTTPMessage) -> http.client.HTTPMessage:
+    """``http.client.parse_headers`` without the email package for the header blocks servers send
+    (one ``Name: value`` a line): the same HTTPMessage at a fifth of the cost (~25 us a response,
+    a tenth of a sweep call's client CPU). Any other block (a folded line, a line that is not a
+    header) goes to the email parser, as in http.client. Lines are read by http.client's own
+    reader, with its limits on line length and count."""
+    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]
+    message = _class()
+    for line in lines:
+        if line in _BLANK:
+            break
+        name, colon, value = line.decode("iso-8859-1").partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
+        message.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))  # email's compat32 header_source_parse
+    message.set_payload("")  # what the email parser leaves after the blank line
+    return message
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client's response with its header block read by ``parse_headers`` above. ``begin`` is
+    the standard library's own function with that one global name bound to ours, so the status
+    line, 100 Continue, chunked bodies, lengths and keep-alive are decided by http.client's code."""
+
+    begin = types.FunctionType(http.client.HTTPResponse.begin.__code__,
+                               {**vars(http.client), "parse_headers": parse_headers}, "begin")
 
 
 class PlainResponse:
@@ -115,6 +150,7 @@ class PlainTransport:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = http.client.HTTPConnection(self.host, self.port)
+            connection.response_class = _Response
         if connection.sock is not None and _dropped(connection.sock):
             connection.close()
         if connection.sock is None:

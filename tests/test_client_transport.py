@@ -69,3 +69,45 @@ def test_a_kept_alive_connection_the_server_closed_is_opened_again() -> None:
         thread.join(5)
         listener.close()
     assert len(accepted) == 2
+
+
+HEADER_BLOCKS = [
+    b"date: Sun, 29 Nov 2026 20:30:38 GMT\r\nserver: uvicorn\r\ncontent-length: 12\r\n"
+    b"content-type: application/json\r\n\r\n",  # what the local server sends
+    b"Content-Type: text/plain\nX-Empty:\nX-Spaces:  \t padded value  \nRetry-After: 3\n\n",  # bare LF, empty value
+    b"Set-Cookie: a=1\r\nset-cookie: b=2\r\nX-Latin: caf\xe9\r\n\r\n",  # repeated names, a Latin-1 byte
+    b"X-Cut: no blank line at the end",  # the connection closed inside the headers
+    b"\r\n",  # no headers at all
+    # the email parser's cases: a folded line, a line that is not a header, a name with a space, ':' first
+    b"X-Folded: one\r\n two\r\nContent-Length: 3\r\n\r\n",
+    b"Content-Length: 3\r\nnot a header line\r\nX-After: 1\r\n\r\n",
+    b"Bad Name: x\r\nContent-Length: 3\r\n\r\n",
+    b": nameless\r\nContent-Length: 3\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("block", HEADER_BLOCKS)
+def test_the_header_parser_gives_what_http_client_gives(block: bytes) -> None:
+    import http.client
+    import io
+
+    from hl_notebook.transport import parse_headers
+
+    ours, theirs = parse_headers(io.BytesIO(block)), http.client.parse_headers(io.BytesIO(block))
+    assert type(ours) is type(theirs)
+    assert {k: v for k, v in vars(ours).items() if k != "defects"} == \
+        {k: v for k, v in vars(theirs).items() if k != "defects"}
+    assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
+    assert ours.items() == theirs.items() and ours.get("content-length") == theirs.get("content-length")
+
+
+def test_the_plain_response_is_http_clients_own_but_for_the_header_parser() -> None:
+    """``_Response.begin`` is http.client's code: if a Python version stops calling parse_headers
+    from it, this says the fast parser is no longer used (the responses stay http.client's)."""
+    import http.client
+
+    from hl_notebook.transport import _Response, parse_headers
+
+    assert _Response.begin.__code__ is http.client.HTTPResponse.begin.__code__
+    assert "parse_headers" in _Response.begin.__code__.co_names
+    assert _Response.begin.__globals__["parse_headers"] is parse_headers

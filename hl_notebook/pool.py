@@ -319,8 +319,11 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
     Why: a ThreadPoolExecutor fed one call per completion cost a Future, a work item and a
     callback per call, and woke the calling thread to submit each next one; handing every result
     to the calling thread still cost a wake-up and a GIL hand-over per call. Both were a fifth to a
-    third of the GIL time of a 1,000-call sweep at 32 threads (py-spy). A call's exception (a bug:
-    ``execute`` makes failures results) is re-raised on the calling thread, as ``Future.result`` did.
+    third of the GIL time of a 1,000-call sweep at 32 threads (py-spy). The workers wait for one
+    another before the first call: ``Thread.start`` waits until the new thread runs, which took
+    ~1.1 ms a thread while the earlier ones were already sending (45-50 ms until the 32nd started),
+    against ~0.1 ms while they wait. A call's exception (a bug: ``execute`` makes failures
+    results) is re-raised on the calling thread, as ``Future.result`` did.
     """
     upcoming = iter(range(total))
     lock = threading.Condition(threading.Lock())  # guards upcoming and keep; workers above the limit wait on it
@@ -328,9 +331,11 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
     results: queue.SimpleQueue[CallResult] = queue.SimpleQueue()  # for ``deliver`` only
     failures: list[BaseException] = []
     kept = 0
+    go = threading.Event()  # the workers start together, once all are running
 
     def work(slot: int) -> None:
         nonlocal kept
+        go.wait()
         while True:
             with lock:
                 while slot >= limit.current and not stop.is_set():
@@ -361,6 +366,7 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
     try:
         for slot in range(min(limit.maximum, total)):
             threading.Thread(target=work, args=(slot,), name=f"hlchat_{slot}").start()
+        go.set()
         while not stop.is_set() and not failures:
             if deliver is None:
                 if finished.wait(0.1):
@@ -375,6 +381,7 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
                     pass
             draw()
     finally:
+        go.set()  # (a thread that failed to start leaves the others waiting otherwise)
         with lock:
             stop.set()
             lock.notify_all()

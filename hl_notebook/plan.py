@@ -84,7 +84,11 @@ def rows_of(value: Any, what: str) -> list[dict[str, Any]]:
         rows = None
     if rows is None:
         raise HLUsageError(f"{what} must be a dict, a list of dicts or a DataFrame, not {type(value).__name__}")
-    return [{str(k): plain(v, f"{what} row {i}, {k}") for k, v in row.items()} for i, row in enumerate(rows)]
+    return [{str(k): v if type(v) in _PLAIN_AS_IS else plain(v, f"{what} row {i}, {k}") for k, v in row.items()}
+            for i, row in enumerate(rows)]
+
+
+_PLAIN_AS_IS = {str, int, bool, type(None)}  # what ``plain`` returns unchanged (no label made per cell)
 
 
 # -- option values -------------------------------------------------------------------------------

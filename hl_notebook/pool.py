@@ -12,13 +12,12 @@ import queue
 import signal
 import sys
 import threading
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from .call import CallResult, DeltaCallback, execute
+from .call import CallResult, DeltaCallback, call_keys, execute
 from .config import HLSettings
 from .connection import Connection, connect
 from .errors import HLCancelled, HLError, HLInterrupted, HLRateLimitError, HLUsageError
@@ -208,7 +207,8 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
         raise HLUsageError("--concurrency must be at least 1")
     connection = connection or connect()
     # keys first: a call cut off in flight and its cancelled row (retried later) are one call to the server
-    specs = [spec if spec.call_key else spec.with_key(uuid.uuid4().hex) for spec in specs]
+    keys = iter(call_keys(sum(not spec.call_key for spec in specs)))
+    specs = [spec if spec.call_key else spec.with_key(next(keys)) for spec in specs]
     response_cache = _cache(cache)
     stop = stop or threading.Event()
     bar = Progress(len(specs), show_progress(progress) and len(specs) > 1)

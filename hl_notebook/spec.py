@@ -133,11 +133,13 @@ class ChatSpec:
         """``dataclasses.replace(self, **changes)`` for the copies made once per call of a sweep, at a
         fraction of its cost (replace calls ``__init__`` through ``getattr`` of every field). Equal as
         long as ChatSpec has no ``__post_init__`` and no ``init=False`` field (tests/test_spec.py)."""
-        unknown = changes.keys() - self.__dict__.keys()
-        if unknown:
-            raise TypeError(f"ChatSpec has no field {sorted(unknown)[0]!r}")
         copy = object.__new__(type(self))
-        copy.__dict__.update(self.__dict__, **changes)  # frozen: __setattr__ refuses, __dict__ does not
+        fields = copy.__dict__  # frozen: __setattr__ refuses, __dict__ does not
+        fields.update(self.__dict__)
+        for name, value in changes.items():
+            if name not in fields:
+                raise TypeError(f"ChatSpec has no field {name!r}")
+            fields[name] = value
         return copy
 
 

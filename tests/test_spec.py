@@ -83,3 +83,20 @@ def test_the_per_call_copies_equal_dataclasses_replace():
     assert spec.call_key is None and spec.inputs == {"word": "x"}  # the original is untouched
     with pytest.raises(TypeError, match="no field 'nope'"):
         spec._copy(nope=1)
+
+
+def test_call_keys_are_uuid4_hex():
+    import uuid
+
+    from hl_notebook.call import call_keys
+
+    keys = call_keys(2000)
+    assert len(set(keys)) == 2000 and call_keys(0) == []
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert parsed.hex == key and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # every other bit is random: over 2,000 keys each of them is set sometimes and clear sometimes
+    values = [int(key, 16) for key in keys]
+    fixed = (0xc000 << 48) | (0xf000 << 64)
+    assert all(any(v >> bit & 1 for v in values) and not all(v >> bit & 1 for v in values)
+               for bit in range(128) if not fixed >> bit & 1)

@@ -198,7 +198,7 @@ def _contract(frame: "pd.DataFrame") -> "pd.DataFrame":
     names = [c[len("inputs."):] for c in frame.columns if str(c).startswith("inputs.")]
     schema = columns(names)
     if list(frame.columns) == [name for name, _ in schema] and \
-            all(str(frame[name].dtype) == dtype for name, dtype in schema):
+            [str(dtype) for dtype in frame.dtypes] == [dtype for _, dtype in schema]:
         return frame
     return conform(frame)
 
@@ -213,9 +213,9 @@ def _pack(frame: "pd.DataFrame") -> tuple[int, str, bytes]:
     compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # fastest level, raw deflate (no checksum pass)
     out: list[bytes] = []
     described = []
-    for name in frame.columns:
-        dtype = str(frame[name].dtype)
-        how, parts = _column_parts(frame[name], dtype)
+    for name, column in frame.items():  # one Series per column (frame[name] makes a new one each time)
+        dtype = str(column.dtype)
+        how, parts = _column_parts(column, dtype)
         described.append([name, dtype, [len(part) for part in parts], how])
         out.extend(compressor.compress(part) for part in parts)
     out.append(compressor.flush())
@@ -226,7 +226,7 @@ def _pack(frame: "pd.DataFrame") -> tuple[int, str, bytes]:
 def _column_parts(column: "pd.Series", dtype: str) -> tuple[str, list[Any]]:
     """(how, parts) of one column. Strings: ``chars`` or ``bytes`` (the unit of the lengths),
     ``missing`` (all <NA>: nothing stored). A mask part is empty when nothing is missing."""
-    missing = column.isna().to_numpy()
+    missing = column.array.isna()  # a numpy mask, without a Series around it
     mask = missing.tobytes() if missing.any() else b""
     if dtype == "string":
         if missing.all():

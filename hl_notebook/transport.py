@@ -59,6 +59,11 @@ class _Response(http.client.HTTPResponse):
                                {**vars(http.client), "parse_headers": parse_headers}, "begin")
 
 
+def response_class() -> type[http.client.HTTPResponse]:
+    """``_Response``; the standard library's own where its private header reader is missing (another Python)."""
+    return _Response if hasattr(http.client, "_read_headers") else http.client.HTTPResponse
+
+
 class PlainResponse:
     """The parts of ``requests.Response`` that ``HLClient`` reads; the body is read on first use
     (``content``), after ``HLClient`` has put the socket under its deadline watchdog."""
@@ -150,7 +155,7 @@ class PlainTransport:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = http.client.HTTPConnection(self.host, self.port)
-            connection.response_class = _Response
+            connection.response_class = response_class()
         if connection.sock is not None and _dropped(connection.sock):
             connection.close()
         if connection.sock is None:

@@ -111,3 +111,15 @@ def test_the_plain_response_is_http_clients_own_but_for_the_header_parser() -> N
     assert _Response.begin.__code__ is http.client.HTTPResponse.begin.__code__
     assert "parse_headers" in _Response.begin.__code__.co_names
     assert _Response.begin.__globals__["parse_headers"] is parse_headers
+
+
+def test_without_the_private_header_reader_the_standard_response_is_used(monkeypatch) -> None:
+    """``transport._Response`` leans on ``http.client._read_headers``; a Python without it gets
+    http.client's own response class instead of failing every call."""
+    import http.client
+
+    from hl_notebook import transport
+
+    assert transport.response_class() is transport._Response
+    monkeypatch.delattr(http.client, "_read_headers")
+    assert transport.response_class() is http.client.HTTPResponse

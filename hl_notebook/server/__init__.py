@@ -75,7 +75,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         app.state.stats_publisher = StatsPublisher(app.state.store, app.state.counters, app.state.provider_limiter)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.max_body_bytes = settings.max_body_bytes
     app.fast_routes = routes_chat.fast_routes(API_PREFIX)  # their usual request skips the middleware stack
     app.add_middleware(stats.CountChatRequests, counters=app.state.counters, prefix=API_PREFIX)
     if settings.faults:

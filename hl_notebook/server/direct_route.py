@@ -20,21 +20,22 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from .auth import API_KEY_HEADER, key_matches, valid_key
+from .auth import API_KEY_HEADER, valid_key
 from .bodycheck import check_values
 
-JSON = "application/json"
-JSON_BYTES = JSON.encode()
+JSON_BYTES = b"application/json"
 _KEY_HEADER = API_KEY_HEADER.model.name.lower().encode()
 
 
 class DirectRoute(APIRoute):
     """An ``APIRoute`` for endpoints ``async def f(request: Request, body: SomeModel) -> Response``."""
 
+    body_type: type[BaseModel]  # the endpoint's ``body`` model
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         standard = super().get_route_handler()
         endpoint = self.endpoint
-        body_type: type[BaseModel] = get_type_hints(endpoint)["body"]
+        body_type = self.body_type = get_type_hints(endpoint)["body"]
 
         async def handler(request: Request) -> Response:
             # dependency overrides (tests) apply only in FastAPI's handler: with any, every request goes there
@@ -48,7 +49,7 @@ class DirectRoute(APIRoute):
 
 async def _valid_body(request: Request, body_type: type[BaseModel]) -> BaseModel | None:
     """The validated body of an authorised JSON request; None for anything FastAPI should answer."""
-    if request.headers.get("content-type") != JSON or not key_matches(request, request.headers.get(API_KEY_HEADER.model.name)):
+    if not authorised_json(request.app, request.scope):
         return None
     try:
         raw = await request.body()  # cached on the request: FastAPI's handler reads the same bytes
@@ -61,15 +62,19 @@ async def _valid_body(request: Request, body_type: type[BaseModel]) -> BaseModel
 
 def valid_body(app: Any, scope: dict[str, Any], raw: bytes, body_type: type[BaseModel]) -> BaseModel | None:
     """``_valid_body`` for an ASGI scope whose body was read already (``fast_path.py``)."""
+    return _validated(raw, body_type) if authorised_json(app, scope) else None
+
+
+def authorised_json(app: Any, scope: dict[str, Any]) -> bool:
+    """Whether the request says its body is JSON and carries the server's key (each header's first
+    value, as Starlette's ``Headers.get`` reads it)."""
     content_type = key = None
     for name, value in scope["headers"]:
-        if name == b"content-type" and content_type is None:  # the first one, as Starlette's Headers.get
+        if name == b"content-type" and content_type is None:
             content_type = value
         elif name == _KEY_HEADER and key is None:
             key = value
-    if content_type != JSON_BYTES or key is None or not valid_key(app.state.settings.api_key, key.decode("latin-1")):
-        return None
-    return _validated(raw, body_type)
+    return content_type == JSON_BYTES and key is not None and valid_key(app.state.settings.api_key, key.decode("latin-1"))
 
 
 def _validated(raw: bytes, body_type: type[BaseModel]) -> BaseModel | None:

@@ -35,7 +35,6 @@ class ChatServerApp(FastAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fast_routes: dict[str, tuple[Endpoint, type[BaseModel]]] = {}  # path -> (endpoint, body model)
-        self.max_body_bytes: int | None = None  # BodySizeLimit's bound, when it is installed
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         route = self.fast_routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
@@ -81,7 +80,7 @@ class ChatServerApp(FastAPI):
     async def _read_body(self, scope: dict[str, Any], receive: Any, received: list[dict[str, Any]]) -> bytes | None:
         """The whole body; None when the full stack must see the request (a body over the limit,
         or a length that says so: BodySizeLimit answers it; a client that left)."""
-        limit = self.max_body_bytes
+        limit = next((m.kwargs["max_bytes"] for m in self.user_middleware if m.cls is BodySizeLimit), None)
         if limit is not None:
             for name, value in scope["headers"]:
                 if name == b"content-length":
@@ -107,10 +106,8 @@ class ChatServerApp(FastAPI):
         (the class's nearest registered base); re-raised when no handler takes it."""
         handlers = self.exception_handlers
         handler = handlers.get(exc.status_code) if isinstance(exc, StarletteHTTPException) else None
-        for cls in type(exc).__mro__:
-            if handler is not None:
-                break
-            handler = handlers.get(cls)
+        if handler is None:
+            handler = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
         if handler is None or handler is handlers.get(Exception):
             # ServerErrorMiddleware's part: the 500 handler answers, and the error still reaches the
             # server, which logs it with its traceback

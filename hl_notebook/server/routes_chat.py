@@ -206,7 +206,5 @@ async def chat_model_config(request: Request, body: ChatModelConfigRequest) -> R
 
 def fast_routes(prefix: str) -> dict[str, tuple[Callable[..., Any], type[ChatRequestBase]]]:
     """The chat endpoints by path, with their body models, for ``fast_path.ChatServerApp``."""
-    endpoints = {"/chat": (chat, ChatRequest), "/chat-deployed": (chat_deployed, ChatDeployedRequest),
-                 "/chat-experiment": (chat_experiment, ChatExperimentRequest),
-                 "/chat-model-config": (chat_model_config, ChatModelConfigRequest)}
-    return {prefix + path: route for path, route in endpoints.items()}
+    return {prefix + route.path: (route.endpoint, route.body_type) for route in router.routes
+            if isinstance(route, DirectRoute) and "POST" in route.methods}

@@ -148,6 +148,16 @@ def sdk_report(command: list[str], db_path: Path, project: str, env: dict[str, s
     return json.loads(done.stdout)
 
 
+def check_sdk_deployments(report: dict[str, Any], ids: dict[str, str]) -> None:
+    """What both SDK scripts report of the experiment and the deployments: the experiment holds both
+    configs, a project's first config is deployed until the script deploys the second, and the
+    active config (of the project, and as the SDK reads it) is then the second."""
+    assert report["experiment_config_ids"] == [ids["config_a"], ids["config_b"]]
+    assert report["deployed_before"] == {"production": ids["config_a"]}  # a project's first config
+    assert report["deployed_after"] == {"production": ids["config_b"]}
+    assert report["active_config_id"] == report["project_active_config_id"] == ids["config_b"]
+
+
 def check_sdk_feedback(feedback: dict[str, Any], ids: dict[str, str], experiment_chat: dict[str, Any]) -> None:
     """What both SDK scripts report of their feedback: one item (action/copy) and a list stored as
     sent, and the experiment's statistics read back through the SDK — the action on the first log

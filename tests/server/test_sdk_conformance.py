@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import check_sdk_feedback, sdk_report
+from tests.server.helpers import check_sdk_deployments, check_sdk_feedback, sdk_report
 
 SDK_VERSION = "0.5.18"
 SDK_VENV = Path("/tmp/hl-sdk-venv")
@@ -91,10 +91,7 @@ def test_management_calls(report):
     assert PROJECT in report["project_names"]
     assert report["project_config_ids"] == [ids["config_a"], ids["config_b"]]
     assert report["config_a"]["id"] == ids["config_a"] and report["config_a"]["provider"] == "mock"
-    assert report["experiment_config_ids"] == [ids["config_a"], ids["config_b"]]
-    assert report["deployed_before"] == {"production": ids["config_a"]}  # a project's first config
-    assert report["deployed_after"] == {"production": ids["config_b"]}
-    assert report["active_config_id"] == report["project_active_config_id"] == ids["config_b"]
+    check_sdk_deployments(report, ids)
 
 
 def test_the_four_chat_endpoints_return_two_samples(report):

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import FAKE_PROVIDER_KEY, check_sdk_feedback, sdk_report
+from tests.server.helpers import FAKE_PROVIDER_KEY, check_sdk_deployments, check_sdk_feedback, sdk_report
 
 SDK_VERSION = "0.5.36"
 PACKAGE = {"private": True, "description": "hl_notebook test cache: the v4 TypeScript SDK",
@@ -163,10 +163,7 @@ def test_management_calls(report):
         "id": ids["config_a"], "type": "model", "name": "sdk-a", "model": "sdk-a", "provider": "mock",
         "chat_template": [{"role": "system", "content": "You help {{audience}}."}], "endpoint": "chat",
         "temperature": 0, "top_p": 1, "max_tokens": -1, "presence_penalty": 0, "frequency_penalty": 0, "other": {}}
-    assert report["experiment_config_ids"] == [ids["config_a"], ids["config_b"]]
-    assert report["deployed_before"] == {"production": ids["config_a"]}  # a project's first config
-    assert report["deployed_after"] == {"production": ids["config_b"]}
-    assert report["active_config_id"] == report["project_active_config_id"] == ids["config_b"]
+    check_sdk_deployments(report, ids)
 
 
 def test_the_four_chat_endpoints_return_two_samples(report):

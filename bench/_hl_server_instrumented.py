@@ -89,26 +89,20 @@ async def _complete(request: Any, endpoint: str, body: Any) -> Any:
             box["handler_end"] = end
 
 
-original_latency = mock.MockProvider.complete_async
+def awaited_as(name: str, method: Any) -> Any:
+    """``method`` (an async method), recording how long each await of it takes under ``name``."""
+    async def timed(self: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await method(self, *args)
+        finally:
+            record(name, time.perf_counter() - start)
+
+    return timed
 
 
-async def complete_async(self: Any, call: Any) -> Any:
-    start = time.perf_counter()
-    try:
-        return await original_latency(self, call)
-    finally:
-        record("provider_sleep", time.perf_counter() - start)
-
-
-original_group_write = writer.GroupWriter.write
-
-
-async def group_write(self: Any, fn: Any) -> Any:
-    start = time.perf_counter()
-    try:
-        return await original_group_write(self, fn)
-    finally:
-        record("write_wait", time.perf_counter() - start)
+complete_async = awaited_as("provider_sleep", mock.MockProvider.complete_async)
+group_write = awaited_as("write_wait", writer.GroupWriter.write)
 
 
 original_write = store.Store.write

@@ -28,6 +28,7 @@ where the config is unknown (a failed non-/chat call) or the parameter has no de
 from __future__ import annotations
 
 import json
+import time
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -209,15 +210,78 @@ _NO_SAMPLE = ({"index": None},)  # the one row of a call that returned no sample
 _NOTHING: dict[str, Any] = {}
 
 
-def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]] | None = None
-             ) -> "pd.DataFrame":
+class SpecColumns:
+    """The frame's per-call columns that the calls' specs alone decide, built before the answers.
+
+    Why: a sweep's calling thread only waits while the calls run, and these columns (above all
+    each call's ``request`` JSON and ``prompt``) were half of the frame's own work after the last
+    answer. ``build_some`` makes them a little at a time (the workers keep the GIL most of the
+    time); ``to_frame`` takes them, finishing what is left, when its results' specs are
+    ``specs`` in this order (the same objects), and builds them itself otherwise.
+    """
+
+    STEP = 128  # specs per step of a column
+
+    def __init__(self, specs: Sequence[ChatSpec]) -> None:
+        self.specs = list(specs)
+        self.names = _input_names(self.specs)
+        self._shared = _SpecParts({})
+        self.arrays: dict[str, Any] = {}  # column name -> one value per call, converted to its dtype
+        self._todo = [(name, dtype) for name, dtype in columns(self.names) if name in self._makers()]
+        self._values: list[Any] = []  # of the column being made
+
+    def _makers(self) -> dict[str, Callable[[ChatSpec], Any]]:
+        shared = self._shared
+
+        def inputs(name: str) -> Callable[[ChatSpec], Any]:
+            return lambda spec: spec.inputs.get(name)
+
+        return {"endpoint": attrgetter("endpoint"), "project": attrgetter("project"),
+                "environment": attrgetter("environment"), "experiment_id": attrgetter("experiment_id"),
+                **{f"inputs.{name}": inputs(name) for name in self.names},
+                "prompt": shared.prompt, "request": shared.request}
+
+    @property
+    def complete(self) -> bool:
+        return not self._todo
+
+    def build_some(self, seconds: float = 0.001) -> bool:
+        """Build for about ``seconds`` (at least one step); True while columns remain."""
+        deadline = time.perf_counter() + seconds
+        makers = self._makers()
+        while self._todo:
+            name, dtype = self._todo[0]
+            done = len(self._values)
+            self._values.extend(map(makers[name], self.specs[done:done + self.STEP]))
+            if len(self._values) == len(self.specs):
+                values = _input_texts(self._values) if name.startswith("inputs.") else self._values
+                self.arrays[name] = _array(values, dtype)
+                self._todo.pop(0)
+                self._values = []
+            if time.perf_counter() >= deadline:
+                break
+        return bool(self._todo)
+
+    def serves(self, specs: Sequence[ChatSpec]) -> bool:
+        """Whether these columns are those of ``specs`` (the same spec objects, in order)."""
+        return len(specs) == len(self.specs) and all(a is b for a, b in zip(specs, self.specs))
+
+    def finished(self) -> dict[str, Any]:
+        while self.build_some(seconds=float("inf")):
+            pass
+        return self.arrays
+
+
+def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]] | None = None,
+             prepared: SpecColumns | None = None) -> "pd.DataFrame":
     """The contract frame for ``results`` in (call, sample) order.
 
     Built by columns: each column is one pass over the calls (or the rows, or the distinct
     configs), converted to its dtype at that level and then spread to the rows by position (no
     per-row dicts, no transposing, no second pass through ``conform``); what calls share is
     computed once (``_SpecParts``). Columns are lists of plain values, never a tuple per row: a
-    million small containers kept alive make the garbage collector run over and over.
+    million small containers kept alive make the garbage collector run over and over. ``prepared``:
+    the spec columns built ahead (``SpecColumns``), used when they are these results' specs.
     """
     import numpy as np
 
@@ -244,9 +308,12 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
     per_call = _call_columns(ordered, specs, responses, shared, names)
     per_row = _row_columns(entries, config_ids)
     usage = [response.get("usage") or _NOTHING for response in responses]
+    ahead = prepared.finished() if prepared is not None and prepared.serves(specs) else {}
     data = {}
     for name, dtype in columns(names):  # each column made, converted and let go before the next
-        if name in per_call:
+        if name in ahead:
+            data[name] = _spread(ahead[name], row_call)
+        elif name in per_call:
             data[name] = _spread(_array(per_call[name](), dtype), row_call)
         elif name in USAGE_FIELDS:  # usage is the call's: on its first row only
             counts_of_call = [used.get(USAGE_FIELDS[name]) for used in usage]

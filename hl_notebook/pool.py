@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .cache import ResponseCache
+    from .frame import SpecColumns
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Run:
     interrupted: bool = False
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     concurrency_levels: list[int] = field(default_factory=list)  # the adaptive limit's changes
+    prepared: "SpecColumns | None" = None  # the frame's spec columns, built while the calls ran
     _frame: "pd.DataFrame | None" = None
 
     @property
@@ -49,7 +51,7 @@ class Run:
         if self._frame is None:
             from .frame import to_frame
 
-            self._frame = to_frame(self.results, self.configs)
+            self._frame = to_frame(self.results, self.configs, self.prepared)
         return self._frame
 
     @property
@@ -140,6 +142,7 @@ class AdaptiveLimit:
             self.levels.append(level)
 
 
+IDLE_PAUSE = 0.005  # s: the calling thread's wait between pieces of idle work (the workers run meanwhile)
 CACHEABLE = ("chat", "model-config")  # endpoints whose answer the request alone determines
 
 
@@ -250,8 +253,11 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
                 if on_result:
                     on_result(result)
         else:
+            from .frame import SpecColumns
+
+            run.prepared = SpecColumns(specs)
             with _interrupt_sets(stop):
-                _run_pool(len(specs), one, keep, limit, stop, draw, on_result)
+                _run_pool(len(specs), one, keep, limit, stop, draw, on_result, run.prepared.build_some)
     except KeyboardInterrupt:
         run.interrupted = True
     finally:
@@ -306,7 +312,8 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 
 def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[CallResult], None],
               limit: AdaptiveLimit, stop: threading.Event, draw: Callable[[], None],
-              deliver: Callable[[CallResult], None] | None = None) -> None:
+              deliver: Callable[[CallResult], None] | None = None,
+              idle: Callable[[], bool] | None = None) -> None:
     """Run calls ``0..total-1`` on ``min(limit.maximum, total)`` worker threads, each taking the next
     call when it has finished its last and passing the result to ``keep`` under one lock.
 
@@ -314,7 +321,9 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
     in flight as the limit changes (``keep`` observes it), and cancelling is a matter of taking no
     more: once ``stop`` is set no result is kept. The calling thread only waits, calling ``draw``
     at least every 0.1 s (it stays responsive to KeyboardInterrupt), and hands each result to
-    ``deliver`` when one is given (the panel's ``on_result``, which must run on its thread).
+    ``deliver`` when one is given (the panel's ``on_result``, which must run on its thread). While
+    ``idle`` says there is more to do, it is called every ``IDLE_PAUSE`` s of waiting instead (a
+    short piece of work, such as the frame's spec columns, done while the calls are out).
 
     Why: a ThreadPoolExecutor fed one call per completion cost a Future, a work item and a
     callback per call, and woke the calling thread to submit each next one; handing every result
@@ -363,23 +372,27 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
                 return
 
     delivered = 0
+    busy = idle is not None  # idle work remains
     try:
         for slot in range(min(limit.maximum, total)):
             threading.Thread(target=work, args=(slot,), name=f"hlchat_{slot}").start()
         go.set()
         while not stop.is_set() and not failures:
+            wait = IDLE_PAUSE if busy else 0.1
             if deliver is None:
-                if finished.wait(0.1):
+                if finished.wait(wait):
                     break
             elif delivered == total:
                 break
             else:
                 try:
-                    deliver(results.get(timeout=0.1))
+                    deliver(results.get(timeout=wait))
                     delivered += 1
                 except queue.Empty:
                     pass
             draw()
+            if busy:
+                busy = idle()  # type: ignore[misc]
     finally:
         go.set()  # (a thread that failed to start leaves the others waiting otherwise)
         with lock:

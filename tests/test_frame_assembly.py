@@ -8,7 +8,7 @@ import pandas as pd
 
 from hl_notebook.call import CallResult
 from hl_notebook.errors import HLStreamError
-from hl_notebook.frame import CONFIG_KEYS, USAGE_FIELDS, conform, effective_params, to_frame
+from hl_notebook.frame import CONFIG_KEYS, USAGE_FIELDS, SpecColumns, conform, effective_params, to_frame
 from hl_notebook.parse import last_user_text
 from hl_notebook.spec import ChatSpec, spec_to_json
 from hl_notebook.template import render
@@ -104,3 +104,30 @@ def test_a_registered_value_of_the_wrong_type_is_missing_not_an_error():
                      {"c": {"seed": "not a number", "max_tokens": 2.5, "temperature": "hot"}})
     assert frame[["seed", "max_tokens", "temperature"]].isna().all().all()
     assert str(frame["seed"].dtype) == "Int64" and str(frame["temperature"].dtype) == "float64"
+
+
+# -- the spec columns built ahead (a sweep builds them while its calls run) ---------------------
+def test_spec_columns_built_ahead_give_the_same_frame_whole_or_in_part():
+    configs = {"config_1": {"model": "reg", "temperature": 0.3}}
+    given = results()
+    plain = to_frame(given, configs)
+    for steps in (0, 1, 3, None):  # none built yet, partly, all
+        prepared = SpecColumns([r.spec for r in given])
+        prepared.STEP = 2
+        for _ in range(steps if steps is not None else 10_000):
+            if not prepared.build_some(seconds=0):
+                break
+        assert steps != 0 or not prepared.arrays
+        pd.testing.assert_frame_equal(pd.DataFrame(to_frame(given, configs, prepared)), pd.DataFrame(plain))
+        assert prepared.complete
+
+
+def test_to_frame_takes_the_built_columns_only_for_their_own_specs():
+    given = results()
+    prepared = SpecColumns([r.spec for r in given])
+    prepared.finished()
+    prepared.arrays["request"] = pd.array(["built ahead"] * len(given), dtype="string")
+    assert set(to_frame(given, None, prepared)["request"]) == {"built ahead"}  # used
+    others = [replace(r, spec=replace(r.spec)) for r in given]  # equal specs, other objects
+    assert "built ahead" not in set(to_frame(others, None, prepared)["request"])  # not theirs: not used
+    assert "built ahead" not in set(to_frame(given[:-1], None, prepared)["request"])

@@ -162,3 +162,32 @@ def test_concurrency_starts_at_32_and_halves_when_the_server_pushes_back(point, 
         assert all(r.ok for r in run.results)
     finally:
         limited.stop()
+
+
+def test_the_frame_spec_columns_are_built_while_the_calls_run(point, slow_server, monkeypatch):
+    """The calling thread builds them between waits (pool._run_pool's ``idle``), not after the last answer."""
+    from hl_notebook import frame as frame_module, pool
+
+    point(slow_server)
+    answered, built = [], []
+    execute = pool.execute
+
+    def timed_execute(*args, **kwargs):
+        result = execute(*args, **kwargs)
+        answered.append(threading.get_ident())
+        return result
+
+    build_some = frame_module.SpecColumns.build_some
+
+    def counted(self, seconds=0.001):
+        more = build_some(self, seconds)
+        built.append((len(answered), threading.get_ident(), more))
+        return more
+
+    monkeypatch.setattr(pool, "execute", timed_execute)
+    monkeypatch.setattr(frame_module.SpecColumns, "build_some", counted)
+    frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
+    assert frame["prompt"].tolist() == [f"say w{i}" for i in range(12)]
+    assert built and {thread for _, thread, _ in built} == {threading.get_ident()}  # on the calling thread
+    answers_when_done = next(answers for answers, _, more in built if not more)
+    assert answers_when_done < 12  # all built before the last answer (12 calls of 50 ms, 4 at a time)

@@ -184,16 +184,18 @@ def hl_sweep(n: int, concurrency: int, base_url: str) -> Any:
 
 
 class PostTimer:
-    """Wraps ``frame.to_frame`` and ``archive.record`` in this process (no library file changes) to
-    add up the time a sweep spends after its calls: building the DataFrame and recording history.
-    Both are looked up on their modules at call time (``pool.Run.frame``, ``pool``'s record step)."""
+    """Wraps ``frame.to_frame`` and ``archive.record_later`` in this process (no library file
+    changes) to add up the time a sweep spends after its calls on its own thread: building the
+    DataFrame and handing it to the history's thread (``history_settle`` times the rest of that
+    record, after the sweep returned). Both are looked up on their modules at call time
+    (``pool.Run.frame``, ``pool``'s record step)."""
 
     def __init__(self) -> None:
         import hl_notebook.archive
         import hl_notebook.frame
 
-        self.seconds = {"to_frame": 0.0, "record": 0.0}
-        for module, name in ((hl_notebook.frame, "to_frame"), (hl_notebook.archive, "record")):
+        self.seconds = {"to_frame": 0.0, "record_later": 0.0}
+        for module, name in ((hl_notebook.frame, "to_frame"), (hl_notebook.archive, "record_later")):
             self._wrap(module, name)
 
     def _wrap(self, module: Any, name: str) -> None:
@@ -218,6 +220,17 @@ class PostTimer:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
+
+
+def history_settle() -> float:
+    """Seconds until the history has recorded every run a sweep handed it (``archive.settle``):
+    a sweep returns its frame first. Called after a timed sweep, so that the record is not left
+    running during the next measurement."""
+    from hl_notebook import archive
+
+    start = time.perf_counter()
+    archive.settle()
+    return time.perf_counter() - start
 
 
 def bare_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key: str | None = None) -> list[int]:

@@ -271,7 +271,7 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
     if run.results:
         from . import archive
 
-        archive.record(run.frame)
+        archive.record_later(run.frame)
     return run
 
 

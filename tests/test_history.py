@@ -4,7 +4,12 @@ load; with no usable file a bounded in-memory fallback; recording never costs th
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -36,6 +41,7 @@ def frame_of(calls: int = 2, samples: int = 2, text: str = "out", tail: str = " 
 
 @pytest.fixture
 def history_file(tmp_path, monkeypatch):
+    archive.settle()  # a run of an earlier test still being recorded goes to its own state
     path = tmp_path / "history.sqlite"
     HLSettings.instance().history_path = str(path)
     monkeypatch.setattr(archive, "SESSION", "test-" + tmp_path.name[-8:])
@@ -169,3 +175,65 @@ def test_hlchat_history_shows_the_compact_view(shell):
     view = history.display_view()
     assert list(view.columns)[:5] == ["session", "run", "call", "sample", "output"]
     assert "request" not in view.columns and "history view" in history._repr_html_()
+
+
+# -- record_later: a run returns its frame, its history is written on the history's thread --------
+def test_record_later_keeps_the_frame_as_returned_and_history_waits_for_it(history_file, monkeypatch):
+    release = threading.Event()
+    pack = archive._pack
+
+    def slow_pack(frame):
+        assert release.wait(10)
+        return pack(frame)
+
+    monkeypatch.setattr(archive, "_pack", slow_pack)
+    frame = frame_of(text="as returned")
+    archive.record_later(frame)
+    frame.loc[0, "output"] = "edited afterwards"  # the user's edit, before the record is packed
+    frame["output"] = "replaced"
+    assert not history_file.exists()  # not recorded yet
+    threading.Timer(0.2, release.set).start()
+    outputs = archive.history()["output"].dropna().tolist()  # waits for the record
+    assert outputs and all(text.startswith("as returned") for text in outputs)
+
+
+def test_record_later_writes_to_the_file_and_session_of_the_moment_it_was_called(history_file, tmp_path,
+                                                                                  monkeypatch):
+    release = threading.Event()
+    pack = archive._pack
+    monkeypatch.setattr(archive, "_pack", lambda frame: (release.wait(10), pack(frame))[1])
+    archive.record_later(frame_of(text="first file"))
+    HLSettings.instance().history_path = str(tmp_path / "other.sqlite")
+    monkeypatch.setattr(archive, "SESSION", "a later session")
+    release.set()
+    archive.settle()
+    sessions = sqlite3.connect(history_file).execute("SELECT DISTINCT session FROM chunks").fetchall()
+    assert sessions == [("test-" + tmp_path.name[-8:],)]
+    assert not (tmp_path / "other.sqlite").exists()
+
+
+def test_without_copy_on_write_record_later_records_before_it_returns(history_file, monkeypatch):
+    monkeypatch.setattr(archive, "_copy_on_write", lambda: False)  # pandas 2 without the option
+    frame = frame_of(text="now")
+    archive.record_later(frame)
+    frame["output"] = "replaced"
+    assert sqlite3.connect(history_file).execute("SELECT COUNT(*) FROM chunks").fetchone() == (1,)
+    assert archive.history()["output"].dropna().str.startswith("now").all()
+
+
+def test_a_run_still_being_recorded_at_exit_is_written(tmp_path):
+    path = tmp_path / "h.sqlite"
+    script = f"""
+import time
+from hl_notebook import archive
+from hl_notebook.config import HLSettings
+import test_history
+HLSettings.instance().history_path = {str(path)!r}
+pack = archive._pack
+archive._pack = lambda frame: (time.sleep(0.5), pack(frame))[1]
+archive.record_later(test_history.frame_of(text="at exit"))
+"""
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM chunks").fetchone() == (1,)

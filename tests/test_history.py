@@ -237,3 +237,15 @@ archive.record_later(test_history.frame_of(text="at exit"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM chunks").fetchone() == (1,)
+
+
+def test_a_packing_bug_on_the_history_thread_warns_once_and_the_frame_is_untouched(history_file, monkeypatch, capsys):
+    def broken(frame):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(archive, "_pack", broken)
+    frame = frame_of(text="kept")
+    archive.record_later(frame)
+    archive.record_later(frame)
+    archive.settle()
+    assert capsys.readouterr().err.count("could not be added to the history") == 1
+    assert frame["output"].dropna().str.startswith("kept").all()

@@ -124,7 +124,9 @@ def test_saved_executed_notebook_has_no_key(canary_server, tmp_path):
     saved = tmp_path / "saved.ipynb"
     nbformat.write(notebook, saved)
     text = saved.read_text()
-    assert "HLServerError" in text and "HLAuthError" in text and "m: in a notebook" in text  # the calls ran
+    outputs = [[output.get("text") or output.get("ename") or output.get("data", {}).get("text/plain", "")
+                for output in cell.get("outputs", [])] for cell in notebook.cells]
+    assert "HLServerError" in text and "HLAuthError" in text and "m: in a notebook" in text, outputs  # the calls ran
     verbose = [output for cell in notebook.cells[8:] for output in cell.get("outputs", [])
                if output.get("output_type") == "error"]
     assert len(verbose) == 5 and all(len(output["traceback"]) > 1 for output in verbose)  # full tracebacks

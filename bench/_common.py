@@ -114,10 +114,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def minimal_server(proto0: bool = False) -> ServerProcess:
+def minimal_server(proto0: bool = False, latency_ms: float = 0.0) -> ServerProcess:
     """The minimal FastAPI baseline app (bench/_minimal_app.py) as a uvicorn process; ``proto0``
-    binds its socket the way hl_notebook.server does."""
-    return server_process([sys.executable, str(BENCH_DIR / "_minimal_app.py"), *(["--proto0"] if proto0 else [])],
+    binds its socket the way hl_notebook.server does; ``latency_ms`` answers after that long."""
+    return server_process([sys.executable, str(BENCH_DIR / "_minimal_app.py"), *(["--proto0"] if proto0 else []),
+                           *(["--latency-ms", str(latency_ms)] if latency_ms else [])],
                           url_pattern=r"minimal server at (http://\S+)")
 
 
@@ -194,8 +195,9 @@ class PostTimer:
         import hl_notebook.archive
         import hl_notebook.frame
 
-        self.seconds = {"to_frame": 0.0, "record_later": 0.0}
-        for module, name in ((hl_notebook.frame, "to_frame"), (hl_notebook.archive, "record_later")):
+        record = "record_later" if hasattr(hl_notebook.archive, "record_later") else "record"  # (an older tree)
+        self.seconds = {"to_frame": 0.0, record: 0.0}
+        for module, name in ((hl_notebook.frame, "to_frame"), (hl_notebook.archive, record)):
             self._wrap(module, name)
 
     def _wrap(self, module: Any, name: str) -> None:
@@ -229,7 +231,7 @@ def history_settle() -> float:
     from hl_notebook import archive
 
     start = time.perf_counter()
-    archive.settle()
+    getattr(archive, "settle", lambda: None)()  # (a tree from before record_later: recorded in the sweep)
     return time.perf_counter() - start
 
 

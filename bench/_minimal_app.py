@@ -4,18 +4,25 @@ the JSON body and returns a canned ChatResponse of the same shape and size as th
 
     python bench/_minimal_app.py            # listening socket as uvicorn/asyncio make it (TCP proto)
     python bench/_minimal_app.py --proto0   # bound like hl_notebook.server before 7474105 (proto 0)
+    python bench/_minimal_app.py --latency-ms 50   # each answer after an awaited 50 ms (async route)
+
+With ``--latency-ms`` it is sweep_walltime.py's near-free server (``--server minimal``): the same
+simulated latency as ``--mock-latency-ms``, and nothing else (no store, no key handling), so a
+sweep against it measures the client alone.
 
 Prints ``minimal server at http://127.0.0.1:PORT/v4`` once it accepts connections.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import socket
 from typing import Any
 
 import uvicorn
-from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 _TEXT = "gpt-4o-mini: Summarise item 0 of the catalogue in one sentence. ~ moreover briefly likewise notably"
 _MESSAGES = [{"role": "system", "content": "You are terse.", "name": None, "tool_call_id": None, "tool_calls": None,
@@ -44,10 +51,25 @@ def chat(body: dict[str, Any] = Body(...)) -> JSONResponse:  # sync, like the re
     return JSONResponse(CANNED)
 
 
+def answer_after(latency_ms: float) -> None:
+    """Replace the route: read the body, await ``latency_ms``, answer the canned body (encoded once)."""
+    encoded = json.dumps(CANNED).encode()
+    app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", "") != "/v4/chat"]
+
+    @app.post("/v4/chat")
+    async def chat_after(request: Request) -> Response:
+        await request.body()
+        await asyncio.sleep(latency_ms / 1000)
+        return Response(encoded, media_type="application/json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--proto0", action="store_true", help="bind with proto 0 (Nagle stays on)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="answer after this long (async route)")
     args = parser.parse_args()
+    if args.latency_ms:
+        answer_after(args.latency_ms)
     proto = 0 if args.proto0 else socket.IPPROTO_TCP
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -13,7 +13,9 @@ the key included, so hl / keyed is the client's own overhead) and ``hey`` (a Go 
 when installed: the server's own limit with a near-free client).
 Ratios: wall / ideal for each, and hl / bare. ``--server both`` repeats the whole run against the
 ``proto0`` what-if variant (the pre-7474105 socket binding; see _common.hl_server);
-``--server embedded`` measures instead the in-process server a notebook gets when none is set.
+``--server embedded`` measures instead the in-process server a notebook gets when none is set, and
+``--server minimal`` a minimal FastAPI app that only waits L before its canned answer (no store,
+no key handling): the client's own share of the ratio.
 
 Columns: ``max_in_flight`` is the server's own count of concurrent chat requests; ``post s`` the
 part of the sweep spent after the last response on its thread (``to_frame`` + handing the frame
@@ -42,9 +44,10 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[], help="extra server argument")
     parser.add_argument("--no-hey", dest="hey", action="store_false", default=bool(shutil.which("hey")),
                         help="skip the hey (Go) baseline (default: run it when hey is installed)")
-    parser.add_argument("--server", choices=(*c.SERVER_VARIANTS, "both", "embedded"), default="shipped",
+    parser.add_argument("--server", choices=(*c.SERVER_VARIANTS, "both", "embedded", "minimal"), default="shipped",
                         help="shipped (default) / proto0 / both server processes, or embedded: "
-                             "hl_notebook's in-process default server (no HUMANLOOP_BASE_URL)")
+                             "hl_notebook's in-process default server (no HUMANLOOP_BASE_URL), or minimal: "
+                             "a minimal FastAPI app that only waits L (the client alone)")
     args = parser.parse_args()
     c.bounded(parser, args, n=20000, repeat=20)
     c.header("sweep wall time vs ideal ceil(N/C)*L")
@@ -54,7 +57,7 @@ def main() -> None:
     kinds = ["hl sweep", "bare requests pool", "http.client pool", "http.client pool + key"] + \
         (["hey (Go)"] if args.hey else [])
     summary = []
-    variants = ["embedded"] if args.server == "embedded" else c.server_variants(args.server)
+    variants = [args.server] if args.server in ("embedded", "minimal") else c.server_variants(args.server)
     for variant in variants:
         rows = []
         with contextlib.ExitStack() as stack:
@@ -62,7 +65,8 @@ def main() -> None:
                 base_url, key = c.use_embedded(args.latency_ms)
                 pid = os.getpid()
             else:
-                server = stack.enter_context(c.hl_server(args.latency_ms, args.server_arg, variant))
+                server = stack.enter_context(c.minimal_server(latency_ms=args.latency_ms) if variant == "minimal"
+                                             else c.hl_server(args.latency_ms, args.server_arg, variant))
                 c.use_server(server.base_url)
                 base_url, key, pid = server.base_url, c.API_KEY, server.pid
             sweep_url = None if variant == "embedded" else base_url
@@ -72,7 +76,8 @@ def main() -> None:
             c.bare_pool(bodies[: args.concurrency], url, args.concurrency, key)
             for rep in range(args.repeat):
                 for kind in kinds:
-                    c.server_stats(base_url, reset=True, key=key)
+                    if variant != "minimal":  # (the minimal app keeps no statistics)
+                        c.server_stats(base_url, reset=True, key=key)
                     post.reset()
                     cpu0, own0 = c.cpu_seconds(pid), c.cpu_seconds(os.getpid())
                     n = args.n
@@ -92,7 +97,8 @@ def main() -> None:
                         result = c.load_hey(url, bodies[0], args.n, args.concurrency, key=key)
                         wall, n, failed = result["wall"], result["n"], result["n"] - result["ok"]
                     cpu, own = c.cpu_seconds(pid) - cpu0, c.cpu_seconds(os.getpid()) - own0
-                    stats = c.server_stats(base_url, key=key)
+                    stats = c.server_stats(base_url, key=key) if variant != "minimal" else \
+                        {"max_in_flight": float("nan"), "requests": n}
                     ideal_n = math.ceil(n / args.concurrency) * args.latency_ms / 1000
                     same = variant == "embedded"
                     rows.append([rep + 1, kind, n, wall, wall / ideal_n, stats["max_in_flight"], failed,

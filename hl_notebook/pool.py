@@ -392,7 +392,10 @@ def _run_pool(total: int, one: Callable[[int], CallResult], keep: Callable[[Call
                     pass
             draw()
             if busy:
-                busy = idle()  # type: ignore[misc]
+                try:
+                    busy = idle()  # type: ignore[misc]
+                except Exception:  # noqa: BLE001 - optional work: its bug must not stop the calls (done again later)
+                    busy = False
     finally:
         go.set()  # (a thread that failed to start leaves the others waiting otherwise)
         with lock:

@@ -191,3 +191,21 @@ def test_the_frame_spec_columns_are_built_while_the_calls_run(point, slow_server
     assert built and {thread for _, thread, _ in built} == {threading.get_ident()}  # on the calling thread
     answers_when_done = next(answers for answers, _, more in built if not more)
     assert answers_when_done < 12  # all built before the last answer (12 calls of 50 ms, 4 at a time)
+
+
+def test_a_failure_in_the_work_done_while_waiting_never_stops_the_calls(point, slow_server, monkeypatch):
+    from hl_notebook import frame as frame_module
+
+    point(slow_server)
+    build_some = frame_module.SpecColumns.build_some
+    failed = []
+
+    def fails_while_waiting(self, seconds=0.001):
+        if not failed:  # the pool's first call of it; to_frame's later ones work
+            failed.append(1)
+            raise RuntimeError("a bug in idle work")
+        return build_some(self, seconds)
+
+    monkeypatch.setattr(frame_module.SpecColumns, "build_some", fails_while_waiting)
+    frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
+    assert failed and frame["error"].isna().all() and frame["output"].tolist() == [f"m: say w{i}" for i in range(12)]

@@ -249,3 +249,32 @@ def test_a_packing_bug_on_the_history_thread_warns_once_and_the_frame_is_untouch
     archive.settle()
     assert capsys.readouterr().err.count("could not be added to the history") == 1
     assert frame["output"].dropna().str.startswith("kept").all()
+
+
+def test_a_forked_child_records_its_own_runs_and_does_not_wait_for_its_parents(tmp_path):
+    path = tmp_path / "h.sqlite"
+    script = f"""
+import os, signal, sys, time
+from hl_notebook import archive
+from hl_notebook.config import HLSettings
+import test_history
+HLSettings.instance().history_path = {str(path)!r}
+archive.record_later(test_history.frame_of(text="parent"))
+archive.settle()
+pack = archive._pack
+archive._pack = lambda frame: (time.sleep(1.0), pack(frame))[1]
+archive.record_later(test_history.frame_of(text="parent, still packing at the fork"))
+child = os.fork()
+if child == 0:
+    signal.alarm(20)  # a hang (work handed to the parent's thread, which the child does not have) fails
+    archive._pack = pack
+    archive.record_later(test_history.frame_of(text="child"))
+    outputs = archive.history()["output"].dropna().tolist()
+    os._exit(0 if any(o.startswith("child") for o in outputs) else 3)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
+    assert done.returncode == 0

@@ -225,21 +225,20 @@ class SpecColumns:
     def __init__(self, specs: Sequence[ChatSpec]) -> None:
         self.specs = list(specs)
         self.names = _input_names(self.specs)
-        self._shared = _SpecParts({})
-        self.arrays: dict[str, Any] = {}  # column name -> one value per call, converted to its dtype
-        self._todo = [(name, dtype) for name, dtype in columns(self.names) if name in self._makers()]
-        self._values: list[Any] = []  # of the column being made
-
-    def _makers(self) -> dict[str, Callable[[ChatSpec], Any]]:
-        shared = self._shared
+        shared = _SpecParts({})
 
         def inputs(name: str) -> Callable[[ChatSpec], Any]:
             return lambda spec: spec.inputs.get(name)
 
-        return {"endpoint": attrgetter("endpoint"), "project": attrgetter("project"),
-                "environment": attrgetter("environment"), "experiment_id": attrgetter("experiment_id"),
-                **{f"inputs.{name}": inputs(name) for name in self.names},
-                "prompt": shared.prompt, "request": shared.request}
+        # column name -> its value for one spec
+        self._makers: dict[str, Callable[[ChatSpec], Any]] = {
+            "endpoint": attrgetter("endpoint"), "project": attrgetter("project"),
+            "environment": attrgetter("environment"), "experiment_id": attrgetter("experiment_id"),
+            **{f"inputs.{name}": inputs(name) for name in self.names},
+            "prompt": shared.prompt, "request": shared.request}
+        self.arrays: dict[str, Any] = {}  # column name -> one value per call, converted to its dtype
+        self._todo = [(name, dtype) for name, dtype in columns(self.names) if name in self._makers]
+        self._values: list[Any] = []  # of the column being made
 
     @property
     def complete(self) -> bool:
@@ -248,11 +247,10 @@ class SpecColumns:
     def build_some(self, seconds: float = 0.001) -> bool:
         """Build for about ``seconds`` (at least one step); True while columns remain."""
         deadline = time.perf_counter() + seconds
-        makers = self._makers()
         while self._todo:
             name, dtype = self._todo[0]
             done = len(self._values)
-            self._values.extend(map(makers[name], self.specs[done:done + self.STEP]))
+            self._values.extend(map(self._makers[name], self.specs[done:done + self.STEP]))
             if len(self._values) == len(self.specs):
                 values = _input_texts(self._values) if name.startswith("inputs.") else self._values
                 self.arrays[name] = _array(values, dtype)
@@ -280,8 +278,9 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
     configs), converted to its dtype at that level and then spread to the rows by position (no
     per-row dicts, no transposing, no second pass through ``conform``); what calls share is
     computed once (``_SpecParts``). Columns are lists of plain values, never a tuple per row: a
-    million small containers kept alive make the garbage collector run over and over. ``prepared``:
-    the spec columns built ahead (``SpecColumns``), used when they are these results' specs.
+    million small containers kept alive make the garbage collector run over and over. The columns
+    the specs alone decide come from ``SpecColumns``: ``prepared`` (built ahead) when it holds
+    these results' specs, else made here.
     """
     import numpy as np
 
@@ -305,14 +304,14 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
                         for spec, config_id in zip(row_specs, config_ids)], dtype=np.intp)
     per_config = dict(zip(CONFIG_KEYS, map(list, zip(*shared.param_values)))) if shared.param_values \
         else dict.fromkeys(CONFIG_KEYS, [])
-    per_call = _call_columns(ordered, specs, responses, shared, names)
+    per_call = _call_columns(ordered, specs, responses)
     per_row = _row_columns(entries, config_ids)
     usage = [response.get("usage") or _NOTHING for response in responses]
-    ahead = prepared.finished() if prepared is not None and prepared.serves(specs) else {}
+    from_specs = (prepared if prepared is not None and prepared.serves(specs) else SpecColumns(specs)).finished()
     data = {}
     for name, dtype in columns(names):  # each column made, converted and let go before the next
-        if name in ahead:
-            data[name] = _spread(ahead[name], row_call)
+        if name in from_specs:
+            data[name] = _spread(from_specs[name], row_call)
         elif name in per_call:
             data[name] = _spread(_array(per_call[name](), dtype), row_call)
         elif name in USAGE_FIELDS:  # usage is the call's: on its first row only
@@ -325,28 +324,20 @@ def to_frame(results: Iterable["CallResult"], configs: dict[str, dict[str, Any]]
     return _frame(data, len(entries))
 
 
-def _call_columns(ordered: list["CallResult"], specs: list[ChatSpec], responses: list[dict[str, Any]],
-                  shared: _SpecParts, names: list[str]) -> dict[str, Callable[[], list[Any]]]:
-    """The columns with one value per call, each made when asked: a column of 100k values alive
-    at a time, not thirty (a list is a container the garbage collector walks whole)."""
-    def inputs(name: str) -> Callable[[], list[Any]]:
-        return lambda: _input_texts([spec.inputs.get(name) for spec in specs])
-
+def _call_columns(ordered: list["CallResult"], specs: list[ChatSpec], responses: list[dict[str, Any]]
+                  ) -> dict[str, Callable[[], list[Any]]]:
+    """The other columns with one value per call (``SpecColumns`` has those of the specs alone),
+    each made when asked: a column of 100k values alive at a time, not thirty (a list is a
+    container the garbage collector walks whole)."""
     return {
         "call": lambda: [result.call for result in ordered], "call_key": lambda: [spec.call_key for spec in specs],
-        "endpoint": lambda: [spec.endpoint for spec in specs], "project": lambda: [spec.project for spec in specs],
         "project_id": lambda: [response.get("project_id") or spec.project_id
                                for response, spec in zip(responses, specs)],
-        "environment": lambda: [spec.environment for spec in specs],
-        "experiment_id": lambda: [spec.experiment_id for spec in specs],
-        **{f"inputs.{name}": inputs(name) for name in names},
-        "prompt": lambda: [shared.prompt(spec) for spec in specs],
         "latency_s": lambda: [result.latency_s for result in ordered],
         "created_at": lambda: [result.created_at for result in ordered],
         "cached": lambda: [result.cached for result in ordered],
         "error": lambda: [None if result.error is None else str(result.error) for result in ordered],
         "error_type": lambda: [None if result.error is None else type(result.error).__name__ for result in ordered],
-        "request": lambda: [shared.request(spec) for spec in specs],
         "upstream_model": lambda: [_served_model(response) for response in responses],
     }
 

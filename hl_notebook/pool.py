@@ -21,6 +21,7 @@ from .call import CallResult, DeltaCallback, call_keys, execute
 from .config import HLSettings
 from .connection import Connection, connect
 from .errors import HLCancelled, HLError, HLInterrupted, HLRateLimitError, HLUsageError
+from .gcpause import old_objects_frozen
 from .spec import ChatSpec
 
 if TYPE_CHECKING:
@@ -242,36 +243,37 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
         if tick:
             tick()
 
-    try:
-        if len(specs) == 1 or concurrency == 1:
-            for index in range(len(specs)):
-                if stop.is_set():
-                    break
-                result = one(index)
-                keep(result)
-                bar.draw()
-                if on_result:
-                    on_result(result)
-        else:
-            from .frame import SpecColumns
+    with old_objects_frozen():  # a full collection now would stop every worker (gcpause.py)
+        try:
+            if len(specs) == 1 or concurrency == 1:
+                for index in range(len(specs)):
+                    if stop.is_set():
+                        break
+                    result = one(index)
+                    keep(result)
+                    bar.draw()
+                    if on_result:
+                        on_result(result)
+            else:
+                from .frame import SpecColumns
 
-            run.prepared = SpecColumns(specs)
-            with _interrupt_sets(stop):
-                _run_pool(len(specs), one, keep, limit, stop, draw, on_result, run.prepared.build_some)
-    except KeyboardInterrupt:
-        run.interrupted = True
-    finally:
-        stop.set()
-        bar.close()
-    run.concurrency_levels = limit.levels
-    run.interrupted = run.interrupted or len(done) < len(specs)
-    never = HLCancelled("cancelled before it finished (interrupted); retry(df) runs it")
-    run.results = [done.get(i) or CallResult(i, spec, error=never) for i, spec in enumerate(specs)]
-    run.configs = _config_params(connection, run.results)
-    if run.results:
-        from . import archive
+                run.prepared = SpecColumns(specs)
+                with _interrupt_sets(stop):
+                    _run_pool(len(specs), one, keep, limit, stop, draw, on_result, run.prepared.build_some)
+        except KeyboardInterrupt:
+            run.interrupted = True
+        finally:
+            stop.set()
+            bar.close()
+        run.concurrency_levels = limit.levels
+        run.interrupted = run.interrupted or len(done) < len(specs)
+        never = HLCancelled("cancelled before it finished (interrupted); retry(df) runs it")
+        run.results = [done.get(i) or CallResult(i, spec, error=never) for i, spec in enumerate(specs)]
+        run.configs = _config_params(connection, run.results)
+        if run.results:
+            from . import archive
 
-        archive.record_later(run.frame)
+            archive.record_later(run.frame)
     return run
 
 

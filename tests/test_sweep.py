@@ -209,3 +209,24 @@ def test_a_failure_in_the_work_done_while_waiting_never_stops_the_calls(point, s
     monkeypatch.setattr(frame_module.SpecColumns, "build_some", fails_while_waiting)
     frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
     assert failed and frame["error"].isna().all() and frame["output"].tolist() == [f"m: say w{i}" for i in range(12)]
+
+
+def test_older_objects_are_frozen_while_the_calls_run_and_only_then(point, slow_server, monkeypatch):
+    """A full collection in a sweep walks only what the sweep made (gcpause.py): the calls see a frozen heap."""
+    import gc
+
+    from hl_notebook import pool
+
+    point(slow_server)
+    frozen_during = []
+    execute = pool.execute
+
+    def observed_execute(*args, **kwargs):
+        frozen_during.append(gc.get_freeze_count())
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "execute", observed_execute)
+    frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
+    assert frame["error"].isna().all()
+    assert len(frozen_during) == 12 and min(frozen_during) > 0
+    assert gc.get_freeze_count() == 0

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .checkpoint import Checkpointer
+
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -153,6 +155,8 @@ class SQLiteDatabase(Database):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # a file's WAL is copied back by a thread of its own, not by the COMMIT that fills it (checkpoint.py)
+        self._checkpointer = Checkpointer(self.path) if self.path != ":memory:" else None
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -162,6 +166,7 @@ class SQLiteDatabase(Database):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=60000")
+            self._no_automatic_checkpoint(db)
             self._local.db = db
         return db
 
@@ -211,6 +216,16 @@ class SQLiteDatabase(Database):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
+    def _no_automatic_checkpoint(self, db: sqlite3.Connection) -> None:
+        if self._checkpointer is not None:
+            db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def _nowait_connection(self) -> sqlite3.Connection:
         """This thread's second connection, whose BEGIN fails at once instead of waiting for the lock."""
@@ -220,6 +235,7 @@ class SQLiteDatabase(Database):
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            self._no_automatic_checkpoint(db)
             self._local.nowait = db
         return db
 

@@ -21,8 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .checkpoint import Checkpointer
-
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -155,8 +153,6 @@ class SQLiteDatabase(Database):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        # a file's WAL is copied back by a thread of its own, not by the COMMIT that fills it (checkpoint.py)
-        self._checkpointer = Checkpointer(self.path) if self.path != ":memory:" else None
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -166,7 +162,6 @@ class SQLiteDatabase(Database):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=60000")
-            self._no_automatic_checkpoint(db)
             self._local.db = db
         return db
 
@@ -183,61 +178,17 @@ class SQLiteDatabase(Database):
         db = self._connection()
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")
-            yield from self._transaction(db)
-
-    @contextmanager
-    def writing_now(self) -> Iterator[Tx | None]:
-        """``writing()`` if the write lock is free this moment, else None (it never waits): for
-        the event loop, which must not stop for a writer of this process or of another one."""
-        if self.path == ":memory:" or not self._write_lock.acquire(blocking=False):  # (a second
-            yield None  # connection to ":memory:" would be another database)
-            return
-        try:
-            db = self._nowait_connection()
             try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:  # another process writes (SQLITE_BUSY at once: no busy wait)
-                yield None
-                return
-            yield from self._transaction(db)
-        finally:
-            self._write_lock.release()
-
-    def _transaction(self, db: sqlite3.Connection) -> Iterator[Tx]:
-        """The body of a transaction begun on ``db``: commit, or roll back and map the error."""
-        try:
-            yield Tx(db, self._same)
-        except sqlite3.IntegrityError as exc:
-            db.execute("ROLLBACK")
-            if "UNIQUE" in str(exc):
-                raise UniqueViolation(str(exc)) from exc
-            raise
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
-
-    def _no_automatic_checkpoint(self, db: sqlite3.Connection) -> None:
-        if self._checkpointer is not None:
-            db.execute("PRAGMA wal_autocheckpoint=0")
-
-    def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-
-    def _nowait_connection(self) -> sqlite3.Connection:
-        """This thread's second connection, whose BEGIN fails at once instead of waiting for the lock."""
-        db = getattr(self._local, "nowait", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._no_automatic_checkpoint(db)
-            self._local.nowait = db
-        return db
+                yield Tx(db, self._same)
+            except sqlite3.IntegrityError as exc:
+                db.execute("ROLLBACK")
+                if "UNIQUE" in str(exc):
+                    raise UniqueViolation(str(exc)) from exc
+                raise
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def ddl(self, statement: str) -> str:
         return statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL")

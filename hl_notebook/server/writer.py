@@ -7,13 +7,6 @@ writer thread and awaits a future; the writer takes every write queued meanwhile
 transaction, each call inside its own SAVEPOINT — so a call that fails leaves nothing of itself
 and does not undo the others — and settles the batch's futures with one wake-up of the loop.
 A caller's future resolves only after COMMIT: a stored call is durable before it is answered.
-
-On SQLite a write first tries the store's lock without waiting, on the loop itself
-(``SQLiteDatabase.writing_now``): when no other writer of this process or another holds it, the
-call's transaction is committed there and then, with no hand-off to the writer thread and back
-(under a 1,000-call sweep at 32 in flight: server CPU per call 1.04-1.08 -> 0.83-0.86 ms, wall
-1.10 -> 1.08 of ideal; bench/README.md, "Issue 15, fifth round"). Otherwise it is queued for the
-thread as above, which waits for the lock; the loop never does.
 """
 from __future__ import annotations
 
@@ -36,7 +29,7 @@ IDLE_SECONDS = 5.0  # the thread ends after this long without work (apps built i
 class GroupWriter:
     """Runs ``fn(db)`` for each awaited ``write(fn)`` on one thread, batched into transactions."""
 
-    def __init__(self, store: Store, inline: bool = True) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._queue: queue.SimpleQueue[tuple[Write, asyncio.Future[Any]]] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards starting and ending the threads against new work
@@ -46,15 +39,9 @@ class GroupWriter:
         postgres = store.db.dialect != "sqlite"
         self._max_threads = POSTGRES_WRITERS if postgres else 1
         self._max_batch = 1 if postgres else MAX_BATCH
-        # SQLite: a write whose lock is free is committed at once on the loop (see the module docstring)
-        self._inline = inline and not postgres
 
     async def write(self, fn: Write) -> Any:
         """``fn(db)`` committed: its value, or the exception it (or the transaction) raised."""
-        if self._inline:
-            with self.store.db.writing_now() as db:
-                if db is not None:  # a transaction of its own: an error rolls back this call alone
-                    return fn(db)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         with self._lock:
             self._queue.put((fn, future))
@@ -105,7 +92,16 @@ class GroupWriter:
         try:
             with self.store.write() as db:
                 for fn, future in batch:
-                    results.append((future, *_in_savepoint(db, fn)))
+                    db.run("SAVEPOINT chat_call")
+                    try:
+                        value = fn(db)
+                    except Exception as exc:  # this call's rows go, the batch's others stay
+                        db.run("ROLLBACK TO SAVEPOINT chat_call")
+                        db.run("RELEASE SAVEPOINT chat_call")
+                        results.append((future, None, exc))
+                    else:
+                        db.run("RELEASE SAVEPOINT chat_call")
+                        results.append((future, value, None))
         except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
             return [(future, None, exc) for _, future in batch]
         return results
@@ -124,20 +120,6 @@ class GroupWriter:
             except Exception as exc:
                 return future, None, exc
         raise AssertionError("unreachable")
-
-
-def _in_savepoint(db: Any, fn: Write) -> tuple[Any, BaseException | None]:
-    """``fn(db)`` inside its own SAVEPOINT: (value, None), or (None, error) with its rows undone
-    and the rest of the transaction kept."""
-    db.run("SAVEPOINT chat_call")
-    try:
-        value = fn(db)
-    except Exception as exc:  # this call's rows go, the batch's others stay
-        db.run("ROLLBACK TO SAVEPOINT chat_call")
-        db.run("RELEASE SAVEPOINT chat_call")
-        return None, exc
-    db.run("RELEASE SAVEPOINT chat_call")
-    return value, None
 
 
 def _by_loop(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]

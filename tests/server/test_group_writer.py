@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ def _names(store: Store) -> set[str]:
 
 def test_a_failing_call_leaves_nothing_and_the_others_in_its_batch_are_committed(tmp_path: Path) -> None:
     store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store, inline=False)  # the writer thread's batches
+    writer = GroupWriter(store)
     release = threading.Event()
 
     def blocker(db):  # holds the writer until the next three writes are queued: they form one batch
@@ -54,7 +52,7 @@ def test_a_failing_call_leaves_nothing_and_the_others_in_its_batch_are_committed
 
 def test_a_failed_transaction_fails_every_write_of_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store, inline=False)
+    writer = GroupWriter(store)
 
     class Broken(Exception):
         pass
@@ -72,7 +70,7 @@ def test_a_failed_transaction_fails_every_write_of_its_batch(tmp_path: Path, mon
 
 def test_writes_from_two_event_loops_are_answered_on_their_own_loops(tmp_path: Path) -> None:
     store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store, inline=False)
+    writer = GroupWriter(store)
     answers: dict[str, object] = {}
 
     def in_loop(name: str) -> None:
@@ -84,94 +82,3 @@ def test_writes_from_two_event_loops_are_answered_on_their_own_loops(tmp_path: P
     for thread in threads:
         thread.join(30)
     assert set(answers) == {"x", "y"} and _names(store) >= {"x", "y"}
-
-
-def _thread_name_of(store: Store, name: str):
-    def write(db):
-        store.ensure_project(db, name)
-        return threading.current_thread().name
-    return write
-
-
-def test_a_write_whose_lock_is_free_is_committed_on_the_loop_itself(tmp_path: Path) -> None:
-    store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store)
-
-    async def run() -> str:
-        ran_on = await writer.write(_thread_name_of(store, "inline"))
-        assert "inline" in _names(store)  # committed when write() returns
-        return ran_on
-
-    assert asyncio.run(run()) == threading.current_thread().name
-
-
-def test_a_write_while_this_process_writes_elsewhere_goes_to_the_writer_thread(tmp_path: Path) -> None:
-    store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store)
-    holding, release = threading.Event(), threading.Event()
-
-    def other_writer():  # a request on a thread pool holding the store's write lock
-        with store.write() as db:
-            store.ensure_project(db, "other")
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=other_writer)
-    thread.start()
-    assert holding.wait(10)
-
-    async def run() -> tuple[str, float]:
-        started = time.monotonic()
-        write = asyncio.ensure_future(writer.write(_thread_name_of(store, "queued")))
-        await asyncio.sleep(0.2)
-        stalled = time.monotonic() - started  # ~0.2 s unless the loop waited for the lock
-        assert not write.done()
-        release.set()
-        return await write, stalled
-
-    ran_on, stalled = asyncio.run(run())
-    thread.join(10)
-    assert ran_on == "hl_notebook-writer" and stalled < 1.0
-    assert _names(store) >= {"other", "queued"}
-
-
-def test_a_write_while_another_process_holds_the_database_never_stops_the_loop(tmp_path: Path) -> None:
-    """SQLite's lock held through another connection (another server process on the file): the
-    loop's attempt fails at once (no busy wait on the loop) and the writer thread waits instead."""
-    store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store)
-    other = sqlite3.connect(tmp_path / "writer.sqlite", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-
-    async def run() -> tuple[str, float]:
-        started = time.monotonic()
-        write = asyncio.ensure_future(writer.write(_thread_name_of(store, "after")))
-        await asyncio.sleep(0.2)
-        stalled = time.monotonic() - started  # ~0.2 s unless the loop was blocked
-        assert not write.done()
-        other.execute("COMMIT")
-        return await write, stalled
-
-    try:
-        ran_on, stalled = asyncio.run(run())
-    finally:
-        other.close()
-    assert ran_on == "hl_notebook-writer" and stalled < 1.0
-    assert "after" in _names(store)
-
-
-def test_a_failing_write_on_the_loop_leaves_nothing_and_raises_its_error(tmp_path: Path) -> None:
-    store = Store(tmp_path / "writer.sqlite")
-    writer = GroupWriter(store)
-
-    def half_then_fail(db):
-        store.ensure_project(db, "half")
-        raise RuntimeError("provider exploded after the first insert")
-
-    async def run() -> None:
-        with pytest.raises(RuntimeError, match="exploded"):
-            await writer.write(half_then_fail)
-        assert await writer.write(_thread_name_of(store, "next")) == threading.current_thread().name
-
-    asyncio.run(run())
-    assert _names(store) == {"next"}

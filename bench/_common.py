@@ -9,6 +9,7 @@ is imported), so a benchmark's history and caches never touch ``~/.hl_notebook``
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -112,6 +113,31 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc), to get server CPU per request."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_PIN_CPUS: tuple[int, int] | None = None
+
+
+def pin_apart(server_pid: int) -> str:
+    """Every thread of the server process on one CPU, every thread of this (client) process on
+    another, so that the two never compete for a core (what pyperf's ``--affinity`` does for one
+    process). On two shared cores the scheduler otherwise sometimes runs the client's 32 threads
+    beside the server's event loop: 1,000-call sweeps at C=32 gave 1.11-1.17 of ideal unpinned and
+    1.08-1.11 pinned apart (bench/README.md, "Issue 15, fifth round"). Threads started later
+    inherit their starter's CPU (and ``hey`` this process's); call again to catch any other.
+    Returns which CPUs were chosen."""
+    global _PIN_CPUS
+    if _PIN_CPUS is None:  # chosen once, from the CPUs this process could use before any pinning
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit(f"--pin needs two CPUs; this process may use {cpus}")
+        _PIN_CPUS = (cpus[0], cpus[1])
+    server_cpu, client_cpu = _PIN_CPUS
+    for pid, cpu in ((server_pid, server_cpu), (os.getpid(), client_cpu)):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(tid), {cpu})
+    return f"server on CPU {server_cpu}, client on CPU {client_cpu}"
 
 
 def minimal_server(proto0: bool = False, latency_ms: float = 0.0) -> ServerProcess:

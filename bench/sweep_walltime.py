@@ -3,6 +3,7 @@
     python bench/sweep_walltime.py                                   # small: N=160 L=100 C=16
     python bench/sweep_walltime.py --n 500 --latency-ms 100 --concurrency 16 --repeat 3
     python bench/sweep_walltime.py --n 1000 --latency-ms 50 --concurrency 32 --repeat 3 --target 1.10
+    python bench/sweep_walltime.py --n 1000 --latency-ms 50 --concurrency 32 --repeat 3 --target 1.10 --pin
 
 Each repetition runs, against the same ``python -m hl_notebook.server --mock-latency-ms L``:
 ``hl_notebook.sweep`` (N input rows, concurrency C, frame and history included) and, as
@@ -23,7 +24,9 @@ to the history's thread, ``archive.record_later``, timed by wrapping those two f
 process); ``history s`` the wait after the sweep returned until its history record was written
 (``archive.settle``, not in ``wall s``: the sweep returns its frame first); ``srv cpu ms/req`` and ``srv cores`` the server
 process's CPU time (from /proc) per request and per second of wall time; ``client cores`` the
-same for this (client) process. The verdict is on the median hl sweep ratio.
+same for this (client) process. The verdict is on the median hl sweep ratio. ``--pin`` keeps the
+server process on one CPU and this process (its threads, and ``hey``) on another, for every client
+alike: on two shared cores the scheduler otherwise sometimes puts them on one.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def main() -> None:
                        concurrency=16, repeat=(2, "repetitions (hl and bare alternate)"),
                        target=(1.15, "ratio to ideal that passes (issue 15's 1,000 x C=32 sweep: --target 1.10)"))
     parser.add_argument("--server-arg", action="append", default=[], help="extra server argument")
+    parser.add_argument("--pin", action="store_true",
+                        help="server process on one CPU, this client (and hey) on another (_common.pin_apart)")
     parser.add_argument("--no-hey", dest="hey", action="store_false", default=bool(shutil.which("hey")),
                         help="skip the hey (Go) baseline (default: run it when hey is installed)")
     parser.add_argument("--server", choices=(*c.SERVER_VARIANTS, "both", "embedded", "minimal"), default="shipped",
@@ -50,6 +55,8 @@ def main() -> None:
                              "a minimal FastAPI app that only waits L (the client alone)")
     args = parser.parse_args()
     c.bounded(parser, args, n=20000, repeat=20)
+    if args.pin and args.server == "embedded":
+        parser.error("--pin needs the server in its own process (not --server embedded)")
     c.header("sweep wall time vs ideal ceil(N/C)*L")
     ideal = math.ceil(args.n / args.concurrency) * args.latency_ms / 1000
 
@@ -69,6 +76,7 @@ def main() -> None:
                                              else c.hl_server(args.latency_ms, args.server_arg, variant))
                 c.use_server(server.base_url)
                 base_url, key, pid = server.base_url, c.API_KEY, server.pid
+            pinned = c.pin_apart(pid) if args.pin else "not pinned"
             sweep_url = None if variant == "embedded" else base_url
             _, bodies = c.specs_and_bodies(args.n, sweep_url)
             url = base_url + "/chat"
@@ -76,6 +84,8 @@ def main() -> None:
             c.bare_pool(bodies[: args.concurrency], url, args.concurrency, key)
             for rep in range(args.repeat):
                 for kind in kinds:
+                    if args.pin:
+                        c.pin_apart(pid)
                     if variant != "minimal":  # (the minimal app keeps no statistics)
                         c.server_stats(base_url, reset=True, key=key)
                     post.reset()
@@ -108,7 +118,7 @@ def main() -> None:
                                  cpu / wall if not same else float("nan"),
                                  own / wall if kind != "hey (Go)" else float("nan")])
         print(f"\n# server: {variant}; N={args.n} L={args.latency_ms:g} ms C={args.concurrency}: "
-              f"ideal ceil(N/C)*L = {ideal:.3f} s")
+              f"ideal ceil(N/C)*L = {ideal:.3f} s; {pinned}")
         print(c.table(["rep", "client", "n", "wall s", "x ideal", "max_in_flight", "failed", "post s", "history s",
                        "srv cpu ms/req", "srv cores", "client cores"], rows))
         ratio = {k: c.median(r[4] for r in rows if r[1] == k) for k in kinds}

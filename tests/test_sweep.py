@@ -226,6 +226,7 @@ def test_older_objects_are_frozen_while_the_calls_run_and_only_then(point, slow_
         return execute(*args, **kwargs)
 
     monkeypatch.setattr(pool, "execute", observed_execute)
+    gc.unfreeze()  # (nothing frozen before: the sweep's own freeze is what the calls see)
     frame = hl_notebook.sweep("user: say {{word}}", model="m", temperature=0, inputs=WORDS, concurrency=4)
     assert frame["error"].isna().all()
     assert len(frozen_during) == 12 and min(frozen_during) > 0

@@ -55,7 +55,6 @@ _memory: list[Chunk] = []  # runs no file took
 _warned: set[str] = set()
 _recorder: "ThreadPoolExecutor | None" = None  # record_later's thread, started on first use
 _latest: "Future[None] | None" = None  # the last run handed to it
-_recorder_pid = 0  # the process that started it (a forked child has no such thread)
 
 
 def _connect(path: str | None = None) -> sqlite3.Connection | None:
@@ -125,7 +124,7 @@ def record_later(frame: "pd.DataFrame") -> None:
     path = HLSettings.instance().history_path  # the file and session of now, whatever changes meanwhile
     try:
         with _lock:
-            if _recorder is None or _recorder_pid != os.getpid():
+            if _recorder is None:
                 _start_recorder()
             _latest = _recorder.submit(_record, snapshot, path, SESSION)  # type: ignore[union-attr]
     except RuntimeError:  # the interpreter is shutting down: no new threads
@@ -135,18 +134,28 @@ def record_later(frame: "pd.DataFrame") -> None:
 def settle() -> None:
     """Wait until every run handed to ``record_later`` is recorded (or has warned)."""
     latest = _latest
-    if latest is not None and _recorder_pid == os.getpid():  # (a forked child: its parent's runs are not its own)
+    if latest is not None:
         latest.result()
 
 
 def _start_recorder() -> None:
-    """One thread, so runs are recorded in the order they were returned; anew in a forked child,
-    where the parent's thread does not exist (work handed to its executor would never run)."""
-    global _recorder, _recorder_pid
+    """One thread, so runs are recorded in the order they were returned."""
+    global _recorder
     from concurrent.futures import ThreadPoolExecutor
 
     _recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hl_notebook-history")
-    _recorder_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: work handed to the parent's recorder would
+    never run, the parent's runs are not the child's to wait for, and ``_lock`` may have been held
+    by that thread at the fork. The child starts its own on its first run."""
+    global _lock, _recorder, _latest
+    _lock = threading.Lock()
+    _recorder = _latest = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _copy_on_write() -> bool:

@@ -278,3 +278,36 @@ sys.exit(os.waitstatus_to_exitcode(status))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
     assert done.returncode == 0
+
+
+def test_a_child_forked_while_another_thread_holds_the_history_lock_still_records(tmp_path):
+    """The recorder thread takes archive._lock (warnings, the in-memory fallback): a child forked
+    at that moment gets a lock nobody will release, unless the child makes its own."""
+    path = tmp_path / "h.sqlite"
+    script = f"""
+import os, signal, sys, threading
+from hl_notebook import archive
+from hl_notebook.config import HLSettings
+import test_history
+HLSettings.instance().history_path = {str(path)!r}
+held, release = threading.Event(), threading.Event()
+def hold():
+    with archive._lock:
+        held.set()
+        release.wait(30)
+threading.Thread(target=hold, daemon=True).start()
+held.wait(10)
+child = os.fork()
+if child == 0:
+    signal.alarm(20)  # a hang on the inherited lock fails
+    archive.record_later(test_history.frame_of(text="child"))
+    outputs = archive.history()["output"].dropna().tolist()
+    os._exit(0 if any(o.startswith("child") for o in outputs) else 3)
+_, status = os.waitpid(child, 0)
+release.set()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
+    assert done.returncode == 0

@@ -53,6 +53,7 @@ _run = 0
 _paths: list[str] = []  # the files this session's runs went to, so history() finds them all
 _memory: list[Chunk] = []  # runs no file took
 _warned: set[str] = set()
+_opened: set[str] = set()  # paths record_later has seen open, so it checks each path only once
 _recorder: "ThreadPoolExecutor | None" = None  # record_later's thread, started on first use
 _latest: "Future[None] | None" = None  # the last run handed to it
 
@@ -122,6 +123,7 @@ def record_later(frame: "pd.DataFrame") -> None:
         return
     snapshot = frame.copy(deep=False)
     path = HLSettings.instance().history_path  # the file and session of now, whatever changes meanwhile
+    _check_once(path)
     try:
         with _lock:
             if _recorder is None:
@@ -129,6 +131,18 @@ def record_later(frame: "pd.DataFrame") -> None:
             _latest = _recorder.submit(_record, snapshot, path, SESSION)  # type: ignore[union-attr]
     except RuntimeError:  # the interpreter is shutting down: no new threads
         _record(snapshot, path, SESSION)
+
+
+def _check_once(path: str) -> None:
+    """Open a path the first time a run goes to it, here rather than on the history's thread, so
+    that an unusable file is warned about before the cell that used it returns: a notebook shows a
+    thread's late print under whichever cell runs then (costs one open per path per session)."""
+    if not path or path in _opened:
+        return
+    db = _connect(path)
+    if db is not None:
+        db.close()
+        _opened.add(path)
 
 
 def settle() -> None:

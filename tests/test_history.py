@@ -45,7 +45,7 @@ def history_file(tmp_path, monkeypatch):
     path = tmp_path / "history.sqlite"
     HLSettings.instance().history_path = str(path)
     monkeypatch.setattr(archive, "SESSION", "test-" + tmp_path.name[-8:])
-    for name, value in {"_paths": [], "_memory": [], "_warned": set(), "_run": 0}.items():
+    for name, value in {"_paths": [], "_memory": [], "_warned": set(), "_opened": set(), "_run": 0}.items():
         monkeypatch.setattr(archive, name, value, raising=False)
     return path
 
@@ -191,7 +191,8 @@ def test_record_later_keeps_the_frame_as_returned_and_history_waits_for_it(histo
     archive.record_later(frame)
     frame.loc[0, "output"] = "edited afterwards"  # the user's edit, before the record is packed
     frame["output"] = "replaced"
-    assert not history_file.exists()  # not recorded yet
+    stored = sqlite3.connect(history_file).execute("SELECT count(*) FROM chunks").fetchone()[0]
+    assert stored == 0  # not recorded yet (the file is opened before, to warn with the cell)
     threading.Timer(0.2, release.set).start()
     outputs = archive.history()["output"].dropna().tolist()  # waits for the record
     assert outputs and all(text.startswith("as returned") for text in outputs)

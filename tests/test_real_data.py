@@ -75,6 +75,33 @@ def test_an_unusable_history_file_warns_once_and_keeps_the_frame(shell, tmp_path
     assert shell.run_cell_magic("hlchat", "--model m --temperature 0", "user: c")["output"].tolist() == ["m: c"]
 
 
+def test_an_unusable_history_file_warns_with_the_cell_that_used_it(shell, tmp_path, capsys):
+    """The warning is printed before the magic returns, so a notebook shows it under that cell,
+    even while the history's thread is still busy with an earlier run (CI failed on this once)."""
+    import threading
+
+    from hl_notebook import archive
+
+    archive.settle()
+    capsys.readouterr()
+    busy = threading.Event()
+    with archive._lock:
+        if archive._recorder is None:
+            archive._start_recorder()
+        held = archive._recorder.submit(busy.wait, 20)
+    try:
+        blocker = tmp_path / "file"
+        blocker.write_text("not a folder")
+        HLSettings.instance().history_path = str(blocker / "history.sqlite")
+        frame = shell.run_cell_magic("hlchat", "--model m --temperature 0", "user: a")
+        warned = [line for line in capsys.readouterr().err.splitlines() if "history file" in line]
+    finally:
+        busy.set()
+        held.result()
+    assert frame["output"].tolist() == ["m: a"]
+    assert len(warned) == 1 and str(blocker) in warned[0]
+
+
 @pytest.mark.parametrize("setting, shown", [(False, False), (True, True), (None, False)])
 def test_progress_setting_turns_bars_off_and_on(shell, capfd, setting, shown):
     shell.run_line_magic("config", f"HLSettings.progress = {setting}")

@@ -311,6 +311,51 @@ def stdlib_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, ke
         return list(pool.map(one, bodies))
 
 
+def asyncio_pool(bodies: Sequence[dict[str, Any]], url: str, concurrency: int, key: str | None = None) -> list[int]:
+    """Baseline: ``concurrency`` kept-alive connections driven by one thread (asyncio streams, a
+    fresh ``Idempotency-Key`` per request, like ``stdlib_pool(keyed=True)``): what a client that
+    multiplexes its calls on one thread, instead of a thread per call in flight, gets from the same
+    server. Minimal HTTP/1.1: answers must carry a Content-Length (the local server's JSON ones do)."""
+    import asyncio
+    import json
+    import uuid
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    fixed = "".join(f"{name}: {value}\r\n" for name, value in
+                    {**headers(key), "Content-Type": "application/json",
+                     "Host": f"{parts.hostname}:{parts.port}"}.items())
+    statuses = [0] * len(bodies)
+
+    async def connection(upcoming: Any) -> None:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            for index in upcoming:
+                data = json.dumps(bodies[index]).encode()
+                head = (f"POST {parts.path} HTTP/1.1\r\n{fixed}Content-Length: {len(data)}\r\n"
+                        f"Idempotency-Key: {uuid.uuid4().hex}\r\n\r\n")
+                writer.write(head.encode() + data)
+                status_line = await reader.readline()
+                length = None
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if length is None:
+                    raise RuntimeError(f"no Content-Length in the answer to call {index}")
+                json.loads(await reader.readexactly(length))
+                statuses[index] = int(status_line.split()[1])
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        upcoming = iter(range(len(bodies)))  # shared: each connection takes the next call when free
+        await asyncio.gather(*(connection(upcoming) for _ in range(min(concurrency, len(bodies)))))
+
+    asyncio.run(run())
+    return statuses
+
+
 def load_hey(url: str, body: dict[str, Any], n: int, concurrency: int, timeout: float = 300,
              key: str | None = None) -> dict[str, Any]:
     """Load ``url`` with ``hey`` (Go; apt-get install hey): n POSTs of ``body`` over ``concurrency``

@@ -10,7 +10,9 @@ Each repetition runs, against the same ``python -m hl_notebook.server --mock-lat
 same-command baselines, a bare thread pool of C ``requests.Session`` s POSTing the same N bodies,
 the same pool over the standard library's ``http.client`` (the cost of requests' layers), that pool
 sending a fresh ``Idempotency-Key`` per request as the sweep does (``+ key``: the server's cost of
-the key included, so hl / keyed is the client's own overhead) and ``hey`` (a Go load generator,
+the key included, so hl / keyed is the client's own overhead), the same keyed calls from one
+thread multiplexing C connections (``asyncio pool + key``: what a client without a thread per call
+in flight gets) and ``hey`` (a Go load generator,
 when installed: the server's own limit with a near-free client).
 Ratios: wall / ideal for each, and hl / bare. ``--server both`` repeats the whole run against the
 ``proto0`` what-if variant (the pre-7474105 socket binding; see _common.hl_server);
@@ -61,7 +63,8 @@ def main() -> None:
     ideal = math.ceil(args.n / args.concurrency) * args.latency_ms / 1000
 
     post = c.PostTimer()
-    kinds = ["hl sweep", "bare requests pool", "http.client pool", "http.client pool + key"] + \
+    kinds = ["hl sweep", "bare requests pool", "http.client pool", "http.client pool + key",
+             "asyncio pool + key"] + \
         (["hey (Go)"] if args.hey else [])
     summary = []
     variants = [args.server] if args.server in ("embedded", "minimal") else c.server_variants(args.server)
@@ -102,6 +105,9 @@ def main() -> None:
                     elif kind.startswith("http.client pool"):
                         keyed = kind.endswith("+ key")
                         wall, statuses = c.timed(lambda: c.stdlib_pool(bodies, url, args.concurrency, key, keyed))
+                        failed = sum(s != 200 for s in statuses)
+                    elif kind == "asyncio pool + key":
+                        wall, statuses = c.timed(lambda: c.asyncio_pool(bodies, url, args.concurrency, key))
                         failed = sum(s != 200 for s in statuses)
                     else:  # hey runs n // C requests per connection: compare with its own ideal
                         result = c.load_hey(url, bodies[0], args.n, args.concurrency, key=key)

@@ -454,6 +454,10 @@ def _missing(length: int, dtype: str) -> Any:
         return pd.arrays.IntegerArray(np.zeros(length, dtype="int64"), np.ones(length, dtype=bool))
     if dtype == "bool":
         return np.zeros(length, dtype=bool)
+    if dtype == "string" and pd.StringDtype().storage == "pyarrow":  # ~5 us, against ~110 us through a Series
+        import pyarrow as pa
+
+        return pd.arrays.ArrowStringArray(pa.nulls(length, pa.large_string()))
     return pd.Series(None, index=pd.RangeIndex(length), dtype=dtype).array
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pandas as pd
+import pytest
 
+from hl_notebook import frame as frame_module
 from hl_notebook.call import CallResult
 from hl_notebook.errors import HLStreamError
 from hl_notebook.frame import CONFIG_KEYS, USAGE_FIELDS, SpecColumns, conform, effective_params, to_frame
@@ -104,6 +106,21 @@ def test_a_registered_value_of_the_wrong_type_is_missing_not_an_error():
                      {"c": {"seed": "not a number", "max_tokens": 2.5, "temperature": "hot"}})
     assert frame[["seed", "max_tokens", "temperature"]].isna().all().all()
     assert str(frame["seed"].dtype) == "Int64" and str(frame["temperature"].dtype) == "float64"
+
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+def test_an_all_missing_text_column_is_the_frames_string_column_of_na(storage):
+    """A column no call gave a value (error, tool_calls on a clean run) is made without a value per
+    row; with Arrow storage straight from Arrow. It must equal the column made from the values."""
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    with pd.option_context("mode.string_storage", storage):
+        made = frame_module._missing(4, "string")
+        from_values = pd.array([None] * 4, dtype="string")
+        assert made.dtype == from_values.dtype and made.dtype.storage == storage
+        assert pd.Series(made).equals(pd.Series(from_values)) and pd.Series(made).isna().all()
+        filled = pd.concat([pd.Series(made), pd.Series(frame_module.string_array(["a"]))], ignore_index=True)
+        assert filled.dtype == from_values.dtype and filled.tolist()[-1] == "a"
 
 
 # -- the spec columns built ahead (a sweep builds them while its calls run) ---------------------

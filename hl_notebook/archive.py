@@ -53,7 +53,6 @@ _run = 0
 _paths: list[str] = []  # the files this session's runs went to, so history() finds them all
 _memory: list[Chunk] = []  # runs no file took
 _warned: set[str] = set()
-_opened: set[str] = set()  # paths record_later has seen open, so it checks each path only once
 _recorder: "ThreadPoolExecutor | None" = None  # record_later's thread, started on first use
 _latest: "Future[None] | None" = None  # the last run handed to it
 
@@ -136,13 +135,13 @@ def record_later(frame: "pd.DataFrame") -> None:
 def _check_once(path: str) -> None:
     """Open a path the first time a run goes to it, here rather than on the history's thread, so
     that an unusable file is warned about before the cell that used it returns: a notebook shows a
-    thread's late print under whichever cell runs then (costs one open per path per session)."""
-    if not path or path in _opened:
+    thread's late print under whichever cell runs then. A path a run was stored in (``_paths``) or
+    that was warned about is not opened again."""
+    if not path or path in _paths or path in _warned:
         return
     db = _connect(path)
     if db is not None:
         db.close()
-        _opened.add(path)
 
 
 def settle() -> None:

@@ -45,7 +45,7 @@ def history_file(tmp_path, monkeypatch):
     path = tmp_path / "history.sqlite"
     HLSettings.instance().history_path = str(path)
     monkeypatch.setattr(archive, "SESSION", "test-" + tmp_path.name[-8:])
-    for name, value in {"_paths": [], "_memory": [], "_warned": set(), "_opened": set(), "_run": 0}.items():
+    for name, value in {"_paths": [], "_memory": [], "_warned": set(), "_run": 0}.items():
         monkeypatch.setattr(archive, name, value, raising=False)
     return path
 
@@ -238,6 +238,35 @@ archive.record_later(test_history.frame_of(text="at exit"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM chunks").fetchone() == (1,)
+
+
+def test_record_later_opens_a_path_on_the_callers_thread_only_until_it_is_known(history_file, tmp_path,
+                                                                                 monkeypatch):
+    """The caller's thread opens a path to warn with the cell; once a run was stored there or the path
+    was warned about, only the history's thread opens it (one open per run, as before)."""
+    caller = threading.current_thread()
+    opened_here: list[str] = []
+    connect = archive._connect
+
+    def counting(path=None):
+        if threading.current_thread() is caller:
+            opened_here.append(path)
+        return connect(path)
+
+    monkeypatch.setattr(archive, "_connect", counting)
+    monkeypatch.setattr(archive, "_copy_on_write", lambda: True)  # the history's thread, whatever pandas
+    for _ in range(3):
+        archive.record_later(frame_of())
+        archive.settle()
+    assert opened_here == [str(history_file)]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    unusable = str(blocker / "history.sqlite")
+    HLSettings.instance().history_path = unusable
+    for _ in range(3):
+        archive.record_later(frame_of())
+        archive.settle()
+    assert opened_here == [str(history_file), unusable]
 
 
 def test_a_packing_bug_on_the_history_thread_warns_once_and_the_frame_is_untouched(history_file, monkeypatch, capsys):

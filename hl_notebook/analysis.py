@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import HLConfigError, HLUsageError
-from .frame import TOKEN_COLUMNS
+from .frame import TOKEN_COLUMNS, printable, printable_frame
 from .spec import PARAMETERS
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def compare(df: "pd.DataFrame", by: str | Sequence[str] | None = None, values: s
         from .diffing import diff
 
         return diff(baseline, df, by=by)
+    df = printable_frame(df)
     columns = config_columns(df, by)
     rows = _input_columns(df)
     text = _cell_text(df, values, numbered=not collapse)
@@ -94,7 +95,10 @@ def _wrapped_class() -> type:
 
             def _repr_html_(self) -> str | None:
                 style = {"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"}
-                return pd.DataFrame(self).style.set_properties(**style)._repr_html_()
+                return printable(pd.DataFrame(self).style.set_properties(**style)._repr_html_())
+
+            def __repr__(self) -> str:  # sent with the HTML: both must be UTF-8
+                return printable(super().__repr__())
 
         _Wrapped = WrappedFrame
     return _Wrapped
@@ -117,6 +121,7 @@ def summary(df: "pd.DataFrame", by: str | Sequence[str] | None = None) -> "pd.Da
     has none; calls without a known cost are left out of both, and a config with none shows NA)."""
     import pandas as pd
 
+    df = printable_frame(df)  # its labels are shown
     columns = config_columns(df, by)
     calls = df.drop_duplicates("call").assign(_failed=lambda d: d["error"].notna())
     grouped = calls.groupby(columns, dropna=False, sort=False)

@@ -21,6 +21,7 @@ import difflib
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import HLUsageError
+from .frame import printable_frame
 from .scoring import score_columns
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def diff(old: "pd.DataFrame", new: "pd.DataFrame", by: str | Sequence[str] | Non
     for label, frame in (("old", old), ("new", new)):
         if "output" not in frame.columns:
             raise HLUsageError(f"diff(): the {label} frame has no output column (pass result frames)")
+    old, new = printable_frame(old), printable_frame(new)
     keys = match_columns(old, new, by)
     left, right = _keyed(old, keys, "old"), _keyed(new, keys, "new")
     joined = right.merge(left, on=["_key", "_nth"], how="outer", indicator=True, sort=False)

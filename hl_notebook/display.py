@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+from .frame import printable
 from .pool import in_notebook
 
 MIN_INTERVAL_S = 0.05
@@ -33,7 +34,7 @@ class StreamView:
             self._dirty.add(key)
         if not self.notebook and threading.current_thread() is threading.main_thread():
             prefix = "" if len(self.texts[key]) > len(delta) else f"\n[call {call} sample {sample}] "
-            sys.stdout.write(prefix + delta)
+            sys.stdout.write(printable(prefix + delta))
             sys.stdout.flush()
             with self._lock:
                 self._dirty.discard(key)
@@ -50,7 +51,7 @@ class StreamView:
             dirty = sorted(self._dirty)
             self._dirty.clear()
         for key in dirty:
-            bundle = {"text/plain": f"[call {key[0]} sample {key[1]}] {self.texts[key]}"}
+            bundle = {"text/plain": printable(f"[call {key[0]} sample {key[1]}] {self.texts[key]}")}
             handle = self._handles.get(key)
             if handle is None:
                 self._handles[key] = display(bundle, raw=True, display_id=True)

@@ -28,6 +28,7 @@ where the config is unknown (a failed non-/chat call) or the parameter has no de
 from __future__ import annotations
 
 import json
+import re
 import time
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -445,6 +446,53 @@ def string_array(values: Any) -> Any:
         return pd.array(values, dtype=pd.StringDtype("python"))
 
 
+def as_text(series: "pd.Series") -> "pd.Series":
+    """``series.astype("string")`` for any column a user's text can reach: a "string" column stays
+    as it is (in its storage), and values Arrow storage cannot hold (a lone surrogate) go to Python
+    storage instead of raising (pandas' default storage is Arrow when pyarrow is installed)."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.na_value is pd.NA:
+        return series
+    try:
+        return series.astype("string")
+    except UnicodeEncodeError:
+        return series.astype(pd.StringDtype("python"))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD, for what is shown or written to a file: a Python
+    str may hold one, UTF-8 cannot, and Jupyter's messages and report files are UTF-8 (the frame's
+    values keep it)."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def printable_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """``frame``, or a copy of it whose text has U+FFFD for each lone surrogate, for the views made
+    from frames (diff, compare, report, the panel's table). Why: pandas moves text columns to
+    its default string storage along the way (groupby keys, comparisons, pivots), and Arrow storage
+    refuses a lone surrogate, so a view of a frame holding one raised; what a view shows must be
+    UTF-8 anyway. Only text columns in Python storage or of object dtype can hold one."""
+    import pandas as pd
+
+    clean = {}
+    for name in frame.columns:
+        column = frame[name]
+        dtype = column.dtype
+        if not (dtype == object or (isinstance(dtype, pd.StringDtype) and dtype.storage == "python")):
+            continue
+        values = column.tolist()
+        if not _LONE_SURROGATE.search("".join(v for v in values if type(v) is str and not v.isascii())):
+            continue
+        values = [printable(v) if type(v) is str else v for v in values]
+        clean[name] = pd.Series(string_array(values) if dtype != object else values, index=frame.index,
+                                dtype=None if dtype != object else object)
+    return frame.assign(**clean) if clean else frame
+
+
 def _missing(length: int, dtype: str) -> Any:
     """An all-<NA> column without converting ``length`` Nones one by one."""
     import numpy as np
@@ -527,7 +575,7 @@ def display_view(frame: "pd.DataFrame") -> "pd.DataFrame":
         column = view[name]
         if name in SHORT_IDS or name == "prompt" or str(name).startswith("inputs."):
             limit = ID_CHARS if name in SHORT_IDS else SHORT_CHARS
-            view.iloc[rows, view.columns.get_loc(name)] = _elide(column.iloc[rows].astype("string"), limit).array
+            view.iloc[rows, view.columns.get_loc(name)] = _elide(as_text(column.iloc[rows]), limit).array
         elif str(column.dtype).startswith("datetime64"):
             view[name] = column.dt.floor("s").dt.tz_localize(None)  # UTC, to the second
         elif name == "latency_s":
@@ -606,7 +654,7 @@ def _result_frame_class() -> type:
                 note = f"<p><small>{hidden} empty or technical columns not shown; all are in the frame " \
                        f"(<code>list(df.columns)</code>)</small></p>" if hidden else ""
                 name, rule = _wrap_css(view)
-                return f'<div class="{name}">{rule}{html}{note}</div>'
+                return printable(f'<div class="{name}">{rule}{html}{note}</div>')
 
             def __repr__(self) -> str:
                 view = self.display_view()
@@ -615,7 +663,7 @@ def _result_frame_class() -> type:
                 with pd.option_context("display.max_colwidth", OUTPUT_CHARS, "display.max_columns", columns):
                     text = repr(view)
                 hidden = self._hidden_note(view)
-                return text + (f"\n({hidden} empty or technical columns not shown)" if hidden else "")
+                return printable(text + (f"\n({hidden} empty or technical columns not shown)" if hidden else ""))
 
         _ResultFrame = ResultFrame
     return _ResultFrame

@@ -183,12 +183,12 @@ def _with_feedback(df: "pd.DataFrame", type: str, sent: list[str | None],
                    errors: list[str | None]) -> "pd.DataFrame":
     import pandas as pd
 
-    from .frame import result_frame
+    from .frame import result_frame, string_array
 
     column = PREFIX + type
     kept = [c for c in df.columns if c not in (column, column + ".error")]
-    added = pd.DataFrame({column: pd.Series(sent, index=df.index, dtype="string"),
-                          column + ".error": pd.Series(errors, index=df.index, dtype="string")})
+    added = pd.DataFrame({column: pd.Series(string_array(sent), index=df.index),
+                          column + ".error": pd.Series(string_array(errors), index=df.index)})
     return result_frame(pd.concat([pd.DataFrame(df)[kept], added], axis=1))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import HLConfigError, HLUsageError
+from .frame import printable, printable_frame
 from .scoring import score_columns
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def report(df: "pd.DataFrame", path: str | Path, by: str | Sequence[str] | None 
     target = Path(path)
     if not target.parent.is_dir():
         raise HLUsageError(f"report(): the folder {str(target.parent)!r} does not exist")
-    frame = df if "cost_usd" in df.columns else add_cost(df)
+    frame = printable_frame(df if "cost_usd" in df.columns else add_cost(df))
     table = summary_table(frame, by)
     title = title or "hl_notebook report"
     sections = [("summary", "Summary per config", _table_html(table))]
@@ -77,7 +78,7 @@ def report(df: "pd.DataFrame", path: str | Path, by: str | Sequence[str] | None 
         changes = diff(baseline, frame)
         sections.append(("baseline", f"Against the baseline: {diff_summary(changes)}", _table_html(changes)))
     sections.append(("rows", f"All rows ({len(frame)})", _rows_html(frame)))
-    target.write_text(_page(title, frame, sections), encoding="utf-8")
+    target.write_text(printable(_page(title, frame, sections)), encoding="utf-8")
     return target
 
 

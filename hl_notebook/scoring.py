@@ -133,11 +133,13 @@ def typed(values: Sequence[Any], index: Any = None) -> "pd.Series":
     """Score values as one nullable column (the dtype rules are in the module docstring)."""
     import pandas as pd
 
+    from .frame import string_array
+
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, bool) for v in present):
         dtype = "boolean"
     elif any(isinstance(v, str) for v in present):
-        return pd.Series([None if v is None else str(v) for v in values], index=index, dtype="string")
+        return pd.Series(string_array([None if v is None else str(v) for v in values]), index=index)
     elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         dtype = "Int64"
     else:
@@ -152,14 +154,14 @@ def with_score(df: "pd.DataFrame", name: str, values: Sequence[Any], errors: Seq
     replacing columns of that score; a result frame."""
     import pandas as pd
 
-    from .frame import result_frame
+    from .frame import result_frame, string_array
 
     column = PREFIX + name
     kept = [c for c in df.columns if c != column and not str(c).startswith(column + ".")]
     added = {column: typed(values, df.index)}
     for suffix, texts in (extra or {}).items():
-        added[f"{column}.{suffix}"] = pd.Series(list(texts), index=df.index, dtype="string")
-    added[f"{column}.error"] = pd.Series(list(errors), index=df.index, dtype="string")
+        added[f"{column}.{suffix}"] = pd.Series(string_array(list(texts)), index=df.index)
+    added[f"{column}.error"] = pd.Series(string_array(list(errors)), index=df.index)
     return result_frame(pd.concat([pd.DataFrame(df)[kept], pd.DataFrame(added)], axis=1))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Sequence
 
+from ..frame import printable, printable_frame
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -66,7 +68,7 @@ def hint_html(text: str) -> str:
 def stream_html(sections: Sequence[tuple[str, str]]) -> str:
     """One box per streamed sample, captioned when there are several."""
     boxes = "".join(f'<div class="hl-stream">{f"<b>{html.escape(caption)}</b>" if caption else ""}'
-                    f"<pre>{html.escape(text)}</pre></div>" for caption, text in sections)
+                    f"<pre>{html.escape(printable(text))}</pre></div>" for caption, text in sections)
     return f'<div class="hl-scroll" style="max-height:260px">{boxes}</div>' if boxes else ""
 
 
@@ -93,6 +95,7 @@ def table_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
     """The columns the table shows (inputs joined as ``a, b``; latency rounded)."""
     import pandas as pd
 
+    frame = printable_frame(frame)
     inputs = [c for c in frame.columns if str(c).startswith("inputs.")]
     shown = pd.DataFrame(index=frame.index)
     for column in table_columns(frame):

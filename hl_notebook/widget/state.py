@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import CellSyntaxError, HLError, HLUsageError, MissingInputError
+from ..frame import printable_frame
 from ..manage import DEFAULT_PROJECT
 from ..parse import parse_cell
 from ..plan import is_missing, make_specs
@@ -480,7 +481,7 @@ class PanelState:
         frame = self.rows()
         if frame is None or "log_id" not in frame.columns:
             return []
-        frame = frame[frame["log_id"].notna()]
+        frame = printable_frame(frame[frame["log_id"].notna()])
         outputs = frame["output"].astype("string").fillna("").str.replace("\n", " ") if "output" in frame else \
             [""] * len(frame)
         options = []

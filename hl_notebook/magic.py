@@ -73,7 +73,8 @@ class HLChatMagics(Magics):
         A JSON list of message objects works too. ``{{name}}`` placeholders are filled from
         ``--inputs`` or from notebook variables of the same name. One row per returned sample.
         Options that take several values accept a comma list or ``{var}`` naming a notebook
-        variable that holds a value or a list (``--model-config-id {config_ids}``).
+        variable that holds a value or a list (``--model-config-id {config_ids}``). A value in
+        quotes is a Python string literal (``--project "my project"``, ``--stop '\\n'``).
 
         Examples
         --------
@@ -179,9 +180,29 @@ def parse_options(line: str, magic: Any = HLChatMagics.hlchat) -> Any:
     except (UsageError, ValueError) as exc:  # ValueError: unbalanced quotes in the line
         names = [o for action in magic.parser._actions for o in action.option_strings]
         raise _usage_error(str(exc), names) from None
+    _unquote_options(args, magic)
     if args.out is not None and not args.out.isidentifier():
         raise HLUsageError(f"--out {args.out!r} is not a valid variable name")
     return args
+
+
+def _unquote_options(args: Any, magic: Any) -> None:
+    """Each option value in matching quotes as the text inside them (``plan.unquote``), but for the
+    comma lists, whose items ``plan.parse_axis`` unquotes one by one (quotes keep a comma in one item)."""
+    from .plan import AXIS_NAMES, unquote
+
+    lists = {p.name for p in PARAMETERS if p.sweep}
+    if magic is HLChatMagics.hlchat:
+        lists.update(AXIS_NAMES)
+    for action in magic.parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest in lists or not action.option_strings:
+            continue
+        option = action.option_strings[-1]
+        if isinstance(value, str):
+            setattr(args, action.dest, unquote(value, option))
+        elif isinstance(value, list):
+            setattr(args, action.dest, [unquote(v, option) if isinstance(v, str) else v for v in value])
 
 
 def _usage_error(message: str, names: list[str] = OPTION_NAMES) -> HLUsageError:

@@ -8,10 +8,12 @@ on NaN, ``np.int64`` or a timestamp.
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import itertools
 import math
 import re
+import warnings
 from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -102,9 +104,11 @@ def parse_axis(name: str, raw: str | None, namespace: Mapping[str, Any] | None =
     option = "--" + name.replace("_", "-")
     values: list[Any] = []
     for text in _split_items(raw):
+        quoted = is_quoted(text)
+        text = unquote(text, option) if quoted else text
         if not text:
             raise HLUsageError(f"{option}: empty value in {raw!r}")
-        found = _reference(option, text, namespace) if namespace is not None else _NOT_A_REFERENCE
+        found = _reference(option, text, namespace) if namespace is not None and not quoted else _NOT_A_REFERENCE
         items = [text] if found is _NOT_A_REFERENCE else as_axis(found)
         values.extend(PARAMETER[name].check(item) if name in PARAMETER else item for item in items)
     return values
@@ -132,6 +136,33 @@ def _reference(option: str, text: str, namespace: Mapping[str, Any]) -> Any:
     except Exception as exc:  # noqa: BLE001 - any failure of the user's expression is a usage error
         raise HLUsageError(f"{option}: {{{expression}}} could not be evaluated ({type(exc).__name__}: {exc})"
                            ) from None
+
+
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')  # one literal, its own quotes escaped
+
+
+def is_quoted(text: str) -> bool:
+    """Whether ``text`` is one string literal in matching quotes (``'a b'``, ``"a,b"``)."""
+    return text[:1] in ("'", '"') and _QUOTED.fullmatch(text) is not None
+
+
+def unquote(text: str, option: str) -> str:
+    """A value in matching quotes as the Python string literal it is (``"a b"`` is ``a b``, ``'\\n'`` a
+    newline); other text as it is. Why: IPython hands a magic line's tokens over with their quotes,
+    so ``--project "my project"`` named a project with quote marks in it.
+
+    Raises:
+        HLUsageError: a quoted value that is not a valid literal (``'\\x'``).
+    """
+    if not is_quoted(text):
+        return text
+    try:
+        with warnings.catch_warnings():  # an unknown escape (``'\\d'``) keeps its backslash, as in Python
+            warnings.simplefilter("ignore")
+            return ast.literal_eval(text)
+    except (SyntaxError, ValueError) as exc:
+        reason = str(getattr(exc, "msg", exc)).rsplit(": ", 1)[-1]
+        raise HLUsageError(f"{option}: {text} is not a valid quoted string ({reason})") from None
 
 
 def _split_items(raw: str) -> list[str]:

@@ -123,6 +123,8 @@ def test_the_magic_judges_a_notebook_frame(shell, capsys):
     result = shell.run_cell_magic("hlchat_judge", "df --model j --name q --out scored", "user: {{verdict}}")
     assert shell.user_ns["scored"] is result
     assert result["score.q"].tolist() == [7.0, 1.0, 0.0]
+    quoted = shell.run_cell_magic("hlchat_judge", "df --model 'j' --name \"q 2\"", "user: {{verdict}}")
+    assert quoted["score.q 2"].tolist() == [7.0, 1.0, 0.0]  # quotes are not part of the values
     capsys.readouterr()
     shell.run_cell("%%hlchat_judge df --model j,k\nuser: {{verdict}}")
     assert capsys.readouterr().out.strip().splitlines() == ["HLUsageError: --model: a judge takes one value, not 2"]

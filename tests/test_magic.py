@@ -115,6 +115,33 @@ def test_config_options_reach_the_server(shell):
     assert stopped["stop"].tolist() == ["STOP"]
 
 
+
+def test_a_quoted_option_value_is_the_text_inside_the_quotes(shell, server):
+    """IPython hands the magic line's tokens over with their quotes: ``--project "my project"``
+    made a project whose name had quote marks, ``--stop "###"`` a stop sequence nothing matched.
+    A value in matching quotes is a Python string literal: quotes gone, escapes decoded."""
+    frame = run(shell, "--model 'm' --temperature 0 --project \"quoted project\" --stop 'STOP'",
+                "user: before STOP after")
+    assert frame["model"].tolist() == ["m"] and frame["project"].tolist() == ["quoted project"]
+    assert frame["stop"].tolist() == ["STOP"] and frame["output"].tolist() == ["m: before"]
+    assert project_logs(server, "quoted project")
+    newline = run(shell, "--model m --temperature 0 --stop '\\n' --stop 'a,b'", "user: one")
+    assert newline["stop"].tolist() == ['["\\n", "a,b"]']  # a newline, and a comma kept inside quotes
+    numbers = run(shell, "--model \"m\" --temperature '0' --max-tokens '2'", "user: x y z")
+    assert numbers["max_tokens"].tolist() == [2] and numbers["output"].tolist() == ["m: x"]
+    shell.user_ns["x"] = "from the notebook"
+    literal = run(shell, "--model '{x}' --temperature 0", "user: hi")
+    assert literal["model"].tolist() == ["{x}"]  # quoted: text, not a notebook reference
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("--model m --stop '\\x'", "HLUsageError: --stop: '\\x' is not a valid quoted string (truncated \\xXX escape)"),
+    ("--model ''", "HLUsageError: --model: empty value in \"''\""),
+])
+def test_a_bad_quoted_value_is_one_line(shell, capsys, line, expected):
+    assert rendered(shell, capsys, f"%%hlchat {line}\nuser: hi") == [expected]
+
+
 def test_metadata_session_and_no_save_are_sent(shell, server):
     shell.user_ns["meta"] = {"run": "m1", "n": 2}
     run(shell, "--model m --temperature 0 --project magic-meta --metadata meta --session-id sesh_x", "user: keep")

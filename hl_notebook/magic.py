@@ -244,6 +244,8 @@ def run_magic(shell: Any, args: Any, cell: str) -> Any:
     # plan before connecting: a bad cell never starts the embedded server
     specs = magic_specs(args, cell, shell.user_ns, default_provider(args.base_url))
     baseline = _frame_variable(shell.user_ns, args.baseline, "--baseline") if args.baseline else None
+    if not specs:
+        return _no_calls(shell, args)
     connection = connect(args.base_url)
     view = StreamView() if args.stream else None
     try:
@@ -262,6 +264,24 @@ def run_magic(shell: Any, args: Any, cell: str) -> Any:
         from .diffing import diff
 
         display(diff(baseline, frame))
+    return frame
+
+
+def _no_calls(shell: Any, args: Any) -> Any:
+    """An ``--inputs`` or ``--configs`` without rows (a filter that matched nothing): the empty
+    frame of the contract, and one line that says so; nothing is sent."""
+    import sys
+
+    from .frame import to_frame
+    from .plan import rows_of
+
+    empty = [option for option, name in (("--configs", args.configs), ("--inputs", args.inputs))
+             if name is not None and not rows_of(shell.user_ns[name], option)]
+    print(f"no calls: {' and '.join(empty) or 'the cell'} {'have' if len(empty) > 1 else 'has'} no rows; "
+          "nothing was sent", file=sys.stderr)
+    frame = to_frame([])
+    if args.out:
+        shell.user_ns[args.out] = frame
     return frame
 
 

@@ -71,7 +71,8 @@ def plain(value: Any, where: str = "value") -> Any:
 
 
 def rows_of(value: Any, what: str) -> list[dict[str, Any]]:
-    """A dict -> [dict]; a list of dicts or a DataFrame -> its rows (column names as keys), plain."""
+    """A dict -> [dict]; a list of dicts or a DataFrame -> its rows (column names as keys), plain;
+    an empty list or DataFrame -> no rows."""
     if value is None:
         return [{}]
     if isinstance(value, Mapping):
@@ -80,7 +81,7 @@ def rows_of(value: Any, what: str) -> list[dict[str, Any]]:
         rows = value.to_dict(orient="records")
     elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
         rows = list(value)
-        if not rows or not all(isinstance(row, Mapping) for row in rows):
+        if not all(isinstance(row, Mapping) for row in rows):
             rows = None
     else:
         rows = None
@@ -254,20 +255,21 @@ def make_specs(messages: Sequence[Mapping[str, Any]], *, endpoint: str | None = 
 def expand(base: ChatSpec, *, axes: Mapping[str, Sequence[Any]] | None = None,
            configs: Sequence[Mapping[str, Any]] | None = None,
            inputs_rows: Sequence[Mapping[str, Any]] | None = None) -> list[ChatSpec]:
-    """ChatSpecs for configs × axes × inputs rows, in that order (configs vary slowest).
+    """ChatSpecs for configs × axes × inputs rows, in that order (configs vary slowest); no rows of
+    configs or inputs (``[]``, not None) is no specs.
 
     Raises:
         MissingInputError: a template variable has no value in some row (nothing is sent).
     """
     names = [name for name, values in (axes or {}).items() if values]
     combos = [dict(zip(names, combo)) for combo in itertools.product(*((axes or {})[n] for n in names))]
-    variants = [{**combo, **variant} for variant in (configs or [{}]) for combo in combos]
+    variants = [{**combo, **variant} for variant in (configs if configs is not None else [{}]) for combo in combos]
     needed = variables(base.messages)
     specs = []
     for variant in variants:
         spec = _apply(base, variant)
         validate_spec(spec)
-        for row in inputs_rows or [{}]:
+        for row in inputs_rows if inputs_rows is not None else [{}]:
             inputs = {**base.inputs, **row}
             missing = [name for name in needed if name not in inputs]
             if missing:

@@ -209,6 +209,8 @@ def run_specs(specs: Sequence[ChatSpec], *, connection: Connection | None = None
     concurrency = settings.concurrency if concurrency is None else concurrency
     if concurrency < 1:
         raise HLUsageError("--concurrency must be at least 1")
+    if not specs:  # no calls (inputs without rows): no server needed, and no worker would end the wait
+        return Run([], 0)
     connection = connection or connect()
     # keys first: a call cut off in flight and its cancelled row (retried later) are one call to the server
     keys = iter(call_keys(sum(not spec.call_key for spec in specs)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+import hl_notebook
 from hl_notebook import errors
 from hl_notebook.config import HLSettings
 from hl_notebook.frame import columns
@@ -180,6 +181,19 @@ def test_templates_from_notebook_variables_and_inputs(shell):
     assert list(frame.columns).index("inputs.topic") < list(frame.columns).index("output")
     shell.user_ns["one"] = {"topic": "dict"}
     assert run(shell, "--model m --temperature 0 --inputs one", "user: {{topic}}")["output"].tolist() == ["m: dict"]
+
+
+@pytest.mark.parametrize("value", [[], pd.DataFrame({"topic": []})], ids=["empty list", "empty DataFrame"])
+def test_inputs_without_rows_give_an_empty_frame_and_one_line(shell, capsys, value):
+    """No rows is no calls (a filter that matched nothing), not a missing template variable (the
+    empty DataFrame) or a wrong type (the empty list); a notebook variable of the same name is not
+    used instead."""
+    shell.user_ns.update(rows=value, topic="from the notebook")
+    lines = rendered(shell, capsys, "%%hlchat --model m --inputs rows --out empty\nuser: about {{topic}}")
+    assert lines[-1] == "no calls: --inputs has no rows; nothing was sent", lines
+    frame = shell.user_ns["empty"]
+    assert len(frame) == 0 and list(frame.columns)[:4] == ["call", "sample", "log_id", "call_key"]
+    assert len(hl_notebook.sweep("user: {{topic}}", model="m", inputs=[])) == 0  # the API: quietly
 
 
 def test_missing_input_is_one_line_and_sends_nothing(shell, server, capsys):

@@ -231,3 +231,15 @@ def test_older_objects_are_frozen_while_the_calls_run_and_only_then(point, slow_
     assert frame["error"].isna().all()
     assert len(frozen_during) == 12 and min(frozen_during) > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_no_specs_is_an_empty_run_at_once():
+    """A pool of no calls waited for ever: no worker was there to say that all calls were kept."""
+    from hl_notebook.pool import run_specs
+
+    runs = []
+    worker = threading.Thread(target=lambda: runs.append(run_specs([], concurrency=8, progress=False)), daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "run_specs([]) did not return"
+    assert runs[0].results == [] and len(runs[0].frame) == 0 and runs[0].status() == ("0 ok, 0 failed", False)

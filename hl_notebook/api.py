@@ -76,33 +76,38 @@ def sweep(messages: str | Sequence[Mapping[str, Any]], *, configs: Any = None, i
 
 
 def retry(df: "pd.DataFrame", *, concurrency: int | None = None, progress: bool | None = None) -> "pd.DataFrame":
-    """A new frame: the ok rows of ``df`` plus fresh rows for every call that had an error.
+    """A new frame: ``df`` with the rows of every call that had an error replaced by fresh ones.
 
     The frame's ``request`` column holds each call's spec, so the frame alone is enough; each call
     keeps its idempotency key, so a call that ran but whose answer was lost is not run twice on a
-    server that honours the key. Rows stay in (call, sample) order; calls that fail again keep
-    their (new) error.
+    server that honours the key. A call is its ``call`` number within its run (``session`` and
+    ``run`` too when the frame has them, as ``history()`` does): call numbers repeat across runs.
+    Rows keep their places and every column of ``df`` (a fresh row has no value in the columns
+    that are not the contract's, such as scores); calls that fail again keep their (new) error.
     """
     import pandas as pd
 
-    from .frame import conform, to_frame
+    from .frame import result_frame, to_frame
     from .spec import spec_from_json
 
     if "request" not in df.columns or "call" not in df.columns:
         raise HLUsageError("retry() needs a frame returned by hl_notebook (with its call and request columns)")
-    failed = df[df["error"].notna()].drop_duplicates("call")
+    ids = [name for name in ("session", "run") if name in df.columns] + ["call"]
+    frame = pd.DataFrame(df).reset_index(drop=True)
+    failed = frame[frame["error"].notna()].drop_duplicates(ids)  # its index: each call's first row
     if failed.empty:
         return df.copy()
-    calls = failed["call"].tolist()
     keys = failed["call_key"] if "call_key" in failed.columns else [None] * len(failed)
     specs = [spec_from_json(text, None if pd.isna(key) else key) for text, key in zip(failed["request"], keys)]
     run = run_specs(specs, concurrency=concurrency, progress=progress)
-    rerun = [int(calls[result.call]) for result in run.results]  # cancelled ones keep their old rows
-    for result, call in zip(run.results, rerun):
-        result.call = call
-    fresh = to_frame(run.results, run.configs)
-    kept = df[~df["call"].isin(rerun)]
-    merged = pd.concat([conform(kept), fresh], ignore_index=True)
-    order = merged["sample"].fillna(-1)
-    return merged.assign(_order=order).sort_values(["call", "_order"], kind="stable").drop(columns="_order") \
-        .reset_index(drop=True)
+    fresh = to_frame(run.results, run.configs)  # its ``call``: the position in ``failed``
+    replaced = failed.iloc[fresh["call"].to_numpy()]
+    fresh = fresh.assign(**{name: replaced[name].to_numpy() for name in ids if name in frame.columns},
+                         **({"run_at": replaced["run_at"].to_numpy()} if "run_at" in frame.columns else {}))
+    fresh = fresh.assign(_place=replaced.index.to_numpy(), _sample=fresh["sample"].fillna(-1).to_numpy())
+    kept = frame[~pd.MultiIndex.from_frame(frame[ids]).isin(pd.MultiIndex.from_frame(failed[ids]))]
+    kept = kept.assign(_place=kept.index.to_numpy(), _sample=kept["sample"].fillna(-1).to_numpy())
+    shared = [c for c in fresh.columns if c in frame.columns or c in ("_place", "_sample")]
+    merged = pd.concat([kept, fresh[shared]], ignore_index=True)
+    merged = merged.sort_values(["_place", "_sample"], kind="stable")
+    return result_frame(merged[list(frame.columns)].reset_index(drop=True))

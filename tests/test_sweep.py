@@ -243,3 +243,22 @@ def test_no_specs_is_an_empty_run_at_once():
     worker.join(20)
     assert not worker.is_alive(), "run_specs([]) did not return"
     assert runs[0].results == [] and len(runs[0].frame) == 0 and runs[0].status() == ("0 ok, 0 failed", False)
+
+
+def test_retry_of_a_frame_of_several_runs_replaces_only_the_failed_calls(point, server):
+    """Call numbers repeat across runs (history, or runs concatenated): retry matched rows by
+    ``call`` alone and dropped every ok row that shared a number with a failed one."""
+    from support import closed_port_url
+
+    point(server)
+    hl_notebook.sweep("user: first {{word}}", model="m", temperature=0, inputs=WORDS.head(3), progress=False)
+    hl_notebook.sweep("user: second {{word}}", model="m", temperature=0, inputs=WORDS.head(3), progress=False,
+                      base_url=closed_port_url())  # every call fails: nothing listens there
+    history = hl_notebook.history()
+    both = history[history["run"].isin(history["run"].unique()[-2:])].reset_index(drop=True)
+    assert both["error"].notna().tolist() == [False] * 3 + [True] * 3
+    fixed = hl_notebook.retry(both)
+    assert len(fixed) == 6 and fixed["error"].isna().all()
+    assert fixed["output"].tolist() == [f"m: {n} w{i}" for n in ("first", "second") for i in range(3)]
+    assert fixed[["session", "run", "call"]].equals(both[["session", "run", "call"]])  # in place, ids kept
+    assert fixed["log_id"].iloc[:3].tolist() == both["log_id"].iloc[:3].tolist()  # ok rows untouched

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .config import HLSettings
-from .connection import connect
+from .connection import connect, default_provider
 from .errors import HLUsageError
 from .parse import parse_cell
 from .plan import as_axis, make_specs
@@ -27,7 +27,16 @@ def api_client(base_url: str | None = None) -> "HLClient":
 
 
 def _messages(messages: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return parse_cell(messages) if isinstance(messages, str) else [dict(m) for m in messages]
+    """Cell-format text, or wire message dicts; anything else is a one-line usage error."""
+    if isinstance(messages, str):
+        return parse_cell(messages)
+    listed = list(messages) if isinstance(messages, (list, tuple)) else None
+    odd = next((item for item in listed if not isinstance(item, Mapping)), None) if listed is not None else messages
+    if listed is None or odd is not None:
+        kind = type(messages).__name__ if listed is None else f"a {type(messages).__name__} of {type(odd).__name__}"
+        raise HLUsageError("messages must be cell-format text ('user: hi') or a list of message dicts "
+                           f"({{'role': 'user', 'content': 'hi'}}), not {kind}")
+    return [dict(message) for message in listed]
 
 
 def chat(messages: str | Sequence[Mapping[str, Any]], *, model: str | None = None, endpoint: str | None = None,
@@ -66,12 +75,13 @@ def sweep(messages: str | Sequence[Mapping[str, Any]], *, configs: Any = None, i
         HLError: with ``raise_errors``, a single call that produced nothing.
     """
     stop = axes.pop("stop", None)
-    connection = connect(base_url)
+    # plan before connecting (as the magic does): a mistake in the arguments never starts a server
     specs = make_specs(_messages(messages), endpoint=endpoint, axes={k: as_axis(v) for k, v in axes.items()},
                        configs=configs, inputs=inputs, deployed=deployed, stop=stop,
                        project=project or HLSettings.instance().project or None, num_samples=num_samples,
-                       stream=stream, default_provider=connection.default_provider, other=other)
-    run = run_specs(specs, connection=connection, concurrency=concurrency, progress=progress, cache=cache)
+                       stream=stream, default_provider=default_provider(base_url), other=other)
+    run = run_specs(specs, connection=connect(base_url) if specs else None, concurrency=concurrency,
+                    progress=progress, cache=cache)
     return run.result(raise_fatal=raise_errors, report=False)
 
 

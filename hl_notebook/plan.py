@@ -17,7 +17,7 @@ import warnings
 from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import HLUsageError, MissingInputError
+from .errors import HLUsageError, MissingInputError, did_you_mean
 from .spec import PARAMETER, PARAMETERS, ChatSpec, choose_endpoint, validate_spec
 from .template import variables
 
@@ -226,7 +226,8 @@ def make_specs(messages: Sequence[Mapping[str, Any]], *, endpoint: str | None = 
     axes = {name: [_axis_value(name, v) for v in values] for name, values in (axes or {}).items() if values}
     unknown = set(axes) - set(AXIS_NAMES)
     if unknown:
-        raise HLUsageError(f"unknown sweep axis {sorted(unknown)[0]!r}; use {', '.join(AXIS_NAMES)}")
+        name = sorted(unknown)[0]
+        raise HLUsageError(f"unknown parameter {name!r}{did_you_mean(name, AXIS_NAMES)}; use {', '.join(AXIS_NAMES)}")
     config_rows = [_config_row(row, i) for i, row in enumerate(rows_of(configs, "configs"))] \
         if configs is not None else None
     chosen = choose_endpoint(endpoint, model=bool(axes.get("model") or config_rows),

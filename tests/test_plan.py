@@ -114,3 +114,33 @@ def test_notebook_values_inside_comma_lists_and_expressions():
         axis_values("model_config_id", "{a},{missing}", namespace)
     with pytest.raises(HLUsageError, match="out of range"):
         axis_values("temperature", "{t * 10}", namespace)
+
+
+def test_a_misspelled_parameter_is_named_with_the_one_meant():
+    with pytest.raises(HLUsageError, match=r"^unknown parameter 'temprature'; did you mean temperature\?; use model, "):
+        make_specs([{"role": "user", "content": "hi"}], axes={"model": ["m"], "temprature": [0.5]})
+
+
+@pytest.mark.parametrize("messages", [b"user: hi", ["hi"], {"role": "user", "content": "hi"}, 5, None],
+                         ids=["bytes", "list of str", "one dict", "int", "None"])
+def test_messages_that_are_neither_text_nor_message_dicts_are_one_line(messages):
+    """They raised TypeError or ValueError from deep inside (``'int' object is not iterable``)."""
+    import hl_notebook
+
+    with pytest.raises(HLUsageError, match=r"^messages must be cell-format text \('user: hi'\) or a list of "
+                                           r"message dicts \(\{'role': 'user', 'content': 'hi'\}\), not "):
+        hl_notebook.chat(messages, model="m")
+
+
+def test_a_call_that_cannot_be_planned_starts_no_server(monkeypatch):
+    """Planning comes before connecting in the API too (as in the magic): a mistake in the arguments
+    must not start the embedded server (seconds, and a process) first."""
+    import hl_notebook
+    from hl_notebook import connection
+
+    monkeypatch.delenv("HUMANLOOP_BASE_URL", raising=False)
+    monkeypatch.setattr(connection, "connect", lambda *a, **k: pytest.fail("connected before planning"))
+    monkeypatch.setattr("hl_notebook.api.connect", connection.connect)
+    with pytest.raises(HLUsageError, match="unknown parameter 'temprature'"):
+        hl_notebook.sweep("user: hi", model="m", temprature=0)
+    assert len(hl_notebook.sweep("user: {{x}}", model="m", inputs=[])) == 0  # no calls: no server either

@@ -55,7 +55,8 @@ def diff(old: "pd.DataFrame", new: "pd.DataFrame", by: str | Sequence[str] | Non
     joined = right.merge(left, on=["_key", "_nth"], how="outer", indicator=True, sort=False)
     joined = joined.sort_values(["_new_position", "_old_position"], na_position="last", kind="stable")
     joined = joined.reset_index(drop=True)
-    out = pd.DataFrame({key: joined[f"new.{key}"].combine_first(joined[f"old.{key}"]) for key in keys})
+    # a key column may be one frame's only (inputs of a template the other run did not have)
+    out = pd.DataFrame({key: _either(joined, f"new.{key}", f"old.{key}") for key in keys})
     out["match"] = joined["_merge"].map({"both": "both", "left_only": "only new", "right_only": "only old"}) \
         .astype("string")
     for side in ("old", "new"):
@@ -71,6 +72,13 @@ def diff(old: "pd.DataFrame", new: "pd.DataFrame", by: str | Sequence[str] | Non
     for metric in metric_columns(old, new):
         _add_metric(out, joined, metric)
     return _wrapped_class()(out)
+
+
+def _either(joined: "pd.DataFrame", first: str, second: str) -> "pd.Series":
+    """``first``'s values, else ``second``'s, from whichever of the two columns ``joined`` has."""
+    if first in joined.columns and second in joined.columns:
+        return joined[first].combine_first(joined[second])
+    return joined[first if first in joined.columns else second]
 
 
 def match_columns(old: "pd.DataFrame", new: "pd.DataFrame", by: str | Sequence[str] | None = None) -> list[str]:

@@ -162,6 +162,9 @@ class HLChatMagics(Magics):
         """Show the DataFrame of every %%hlchat call of this session (``--all`` for every session)."""
         from .archive import history
 
+        unknown = [word for word in line.split() if word != "--all"]
+        if unknown:
+            raise _usage_error(f"unrecognized arguments: {unknown[0]}", ["--all"])
         return history(all_sessions="--all" in line.split())
 
 

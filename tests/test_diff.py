@@ -124,3 +124,16 @@ def test_the_magic_displays_the_diff_against_a_baseline_and_returns_the_frame(sh
     capsys.readouterr()
     shell.run_cell("%%hlchat --model b --baseline nothing\nuser: hi")
     assert capsys.readouterr().out.strip() == "HLUsageError: --baseline 'nothing' is not defined in the notebook"
+
+
+def test_frames_with_different_inputs_are_compared_not_refused(point, server):
+    """A baseline with template inputs against a run without them (another cell, history): the
+    input columns of one frame are missing in the other. This raised KeyError: 'new.inputs.topic'."""
+    point(server)
+    old = hl_notebook.sweep("user: about {{topic}}", model="a", temperature=0, inputs=ROWS[:2])
+    new = hl_notebook.sweep("user: about tea", model="a", temperature=0)
+    table = hl_notebook.diff(old, new)
+    assert len(table) == 3 and table["match"].value_counts().to_dict() == {"only old": 2, "only new": 1}
+    assert table["inputs.topic"].isna().sum() == 1  # the new row has no topic
+    back = hl_notebook.diff(new, old)
+    assert back["match"].value_counts().to_dict() == {"only new": 2, "only old": 1}

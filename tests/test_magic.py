@@ -303,6 +303,8 @@ def test_history_in_memory_magic_and_on_disk(shell):
     assert len(now) == before + 2
     assert now["output"].tolist()[-2:] == ["m: remember me"] * 2
     assert shell.run_line_magic("hlchat_history", "").shape == now.shape
+    with pytest.raises(errors.HLUsageError, match=r"^unknown option --al; did you mean --all\?$"):
+        shell.run_line_magic("hlchat_history", "--al")  # was ignored: this session's history, not all
     on_disk = hl_notebook.history(all_sessions=True)
     last = on_disk[(on_disk["session"] == archive.SESSION) & (on_disk["run"] == now["run"].max())]
     assert last["output"].tolist() == ["m: remember me"] * 2  # (earlier tests may use other history files)

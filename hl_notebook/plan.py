@@ -230,6 +230,11 @@ def make_specs(messages: Sequence[Mapping[str, Any]], *, endpoint: str | None = 
         raise HLUsageError(f"unknown parameter {name!r}{did_you_mean(name, AXIS_NAMES)}; use {', '.join(AXIS_NAMES)}")
     config_rows = [_config_row(row, i) for i, row in enumerate(rows_of(configs, "configs"))] \
         if configs is not None else None
+    for index, row in enumerate(config_rows or []):  # else the row's value silently wins over the axis
+        both = [name for name in axes if name in row]
+        if both:
+            raise HLUsageError(f"{both[0]} is set by both the configs (row {index}) and --{both[0].replace('_', '-')}; "
+                               "set it in one place")
     chosen = choose_endpoint(endpoint, model=bool(axes.get("model") or config_rows),
                              model_config_id=bool(axes.get("model_config_id")),
                              experiment_id=bool(axes.get("experiment_id")), deployed=deployed)

@@ -315,3 +315,16 @@ def test_no_widget_shows_a_key(shell, panel, monkeypatch):
     assert not [v for v in values(panel) if "CANARY" in v]
     assert isinstance(panel, w.VBox)
 
+
+
+def test_inputs_without_rows_and_a_zero_concurrency_are_refused_before_a_run(shell, panel):
+    """Both started a run that did nothing: "run 1: 0 ok, 0 failed" for a filter that matched no
+    rows, and "run 2: Concurrency must be at least 1" (a run counted, a stale progress bar)."""
+    shell.user_ns["none"] = []
+    panel._messages.value, panel._model.value, panel._inputs.value = "user: about {{topic}}", "m", "none"
+    panel._run.click()  # refused at once: no run, no thread
+    assert status(panel) == "Inputs has no rows; nothing was sent" and tone(panel) == "error"
+    panel._inputs.value, panel._concurrency.value = "", 0
+    shell.user_ns["topic"] = "tea"
+    panel._run.click()  # refused at once: no run, no thread
+    assert status(panel) == "Concurrency must be at least 1" and panel.state.runs == 0

@@ -432,6 +432,8 @@ class PanelState:
             raise HLUsageError(explain(exc)) from None
 
     def _specs(self, namespace: Mapping[str, Any], default_provider: str | None) -> list[ChatSpec]:
+        if int(self.concurrency) < 1:  # refused before a run starts, not by the run
+            raise HLUsageError("--concurrency must be at least 1")
         messages = parse_cell(self.messages_text)
         inputs = None
         if self.inputs_variable.strip():
@@ -452,6 +454,8 @@ class PanelState:
                                     deployed=endpoint == "deployed", stop=stop if endpoint == "chat" else None,
                                     project=project, num_samples=int(self.num_samples), stream=self.stream,
                                     default_provider=default_provider, namespace=namespace))
+        if not specs:  # (an empty --inputs list or DataFrame: a filter that matched nothing)
+            raise HLUsageError("--inputs has no rows; nothing was sent")
         return specs
 
     # -- results -----------------------------------------------------------------------------------

@@ -95,12 +95,13 @@ class Run:
                ) -> "pd.DataFrame":
         """The frame, applying the one rule of every front end.
 
-        Interrupted with calls cancelled -> ``HLInterrupted`` (a KeyboardInterrupt, one line);
+        Interrupted with calls cancelled -> ``HLInterrupted`` (a KeyboardInterrupt, one line naming
+        where the rows are: ``kept_in``, else the history);
         a single call with nothing received -> its error (with ``raise_fatal``); otherwise the
         frame, with one line on stderr (``report``) when some calls failed.
         """
-        if self.interrupted and self.cancelled:
-            raise HLInterrupted(self.summary() + (f"; rows so far are in {kept_in}" if kept_in else ""))
+        if self.interrupted and self.cancelled:  # the run is in the history whatever ``kept_in`` is
+            raise HLInterrupted(f"{self.summary()}; rows so far are in {kept_in or 'hl_notebook.history()'}")
         if raise_fatal and self.fatal is not None:
             raise self.fatal
         text, problem = self.status()

@@ -119,6 +119,30 @@ def test_interrupt_keeps_finished_rows_in_out_and_history(shell, slow_server, mo
     assert stats(slow_server)["requests"] - before <= len(cancelled)
 
 
+def test_an_interrupt_without_out_says_where_the_rows_are(shell, slow_server, monkeypatch):
+    """Without ``--out`` the one line said only what was cancelled; the finished rows are in the
+    history, and ``retry`` of that run finishes the sweep."""
+    monkeypatch.setenv("HUMANLOOP_BASE_URL", slow_server.base_url)
+    monkeypatch.setenv("HUMANLOOP_API_KEY", slow_server.api_key)
+    stats(slow_server, reset=True)
+    shell.user_ns["many"] = pd.DataFrame({"word": [f"w{i}" for i in range(40)]})
+
+    def interrupt_when_some_are_done() -> None:
+        while stats(slow_server)["requests"] < 6:
+            threading.Event().wait(0.02)
+        _thread.interrupt_main()
+
+    watcher = threading.Thread(target=interrupt_when_some_are_done, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt) as raised:
+        shell.run_cell_magic("hlchat", "--model m --temperature 0 --inputs many --concurrency 2", "user: say {{word}}")
+    watcher.join(10)
+    assert str(raised.value).endswith("cancelled; rows so far are in hl_notebook.history()"), str(raised.value)
+    history = hl_notebook.history()
+    last = history[history["run"] == history["run"].max()]
+    finished = hl_notebook.retry(last)
+    assert finished["output"].tolist() == [f"m: say w{i}" for i in range(40)]
+
 def test_cache_answers_repeats_without_http(point, slow_server):
     point(slow_server)
     first = hl_notebook.sweep("user: cache {{word}}", model="m", temperature=0.5, inputs=WORDS.head(3), cache=True)

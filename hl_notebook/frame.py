@@ -488,8 +488,8 @@ def printable_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
         if not _LONE_SURROGATE.search("".join(v for v in values if type(v) is str and not v.isascii())):
             continue
         values = [printable(v) if type(v) is str else v for v in values]
-        clean[name] = pd.Series(string_array(values) if dtype != object else values, index=frame.index,
-                                dtype=None if dtype != object else object)
+        clean[name] = pd.Series(values, index=frame.index, dtype=object) if dtype == object \
+            else pd.Series(string_array(values), index=frame.index)
     return frame.assign(**clean) if clean else frame
 
 

@@ -85,6 +85,17 @@ def test_summary_line_for_partial_failure(shell, capsys):
     assert capsys.readouterr().err.strip() == "1 ok, 2 failed (HLValidationError ×2); see the error column"
 
 
+def interrupt_after(server: ServerProcess, requests_seen: int) -> threading.Thread:
+    """A started thread that sends Ctrl-C to the main thread once the server has seen that many requests."""
+    def interrupt() -> None:
+        while stats(server)["requests"] < requests_seen:
+            threading.Event().wait(0.02)
+        _thread.interrupt_main()
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    return watcher
+
 def test_interrupt_keeps_finished_rows_in_out_and_history(shell, slow_server, monkeypatch):
     monkeypatch.setenv("HUMANLOOP_BASE_URL", slow_server.base_url)
     monkeypatch.setenv("HUMANLOOP_API_KEY", slow_server.api_key)
@@ -92,13 +103,7 @@ def test_interrupt_keeps_finished_rows_in_out_and_history(shell, slow_server, mo
     shell.user_ns["many"] = pd.DataFrame({"word": [f"w{i}" for i in range(60)]})
     history_before = len(hl_notebook.history())
 
-    def interrupt_when_some_are_done() -> None:
-        while stats(slow_server)["requests"] < 8:
-            threading.Event().wait(0.02)
-        _thread.interrupt_main()
-
-    watcher = threading.Thread(target=interrupt_when_some_are_done, daemon=True)
-    watcher.start()
+    watcher = interrupt_after(slow_server, 8)
     with pytest.raises(KeyboardInterrupt):
         shell.run_cell_magic("hlchat", "--model m --temperature 0 --inputs many --concurrency 2 --out partial",
                              "user: say {{word}}")
@@ -127,13 +132,7 @@ def test_an_interrupt_without_out_says_where_the_rows_are(shell, slow_server, mo
     stats(slow_server, reset=True)
     shell.user_ns["many"] = pd.DataFrame({"word": [f"w{i}" for i in range(40)]})
 
-    def interrupt_when_some_are_done() -> None:
-        while stats(slow_server)["requests"] < 6:
-            threading.Event().wait(0.02)
-        _thread.interrupt_main()
-
-    watcher = threading.Thread(target=interrupt_when_some_are_done, daemon=True)
-    watcher.start()
+    watcher = interrupt_after(slow_server, 6)
     with pytest.raises(KeyboardInterrupt) as raised:
         shell.run_cell_magic("hlchat", "--model m --temperature 0 --inputs many --concurrency 2", "user: say {{word}}")
     watcher.join(10)

@@ -35,6 +35,16 @@ def _mock_ms(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to 65535; 0 picks a free one)")
+    return port
+
+
 def _upstream_seconds(text: str) -> float:
     from .providers.upstream import timeout_seconds
 
@@ -48,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hl_notebook.server",
                                      description="Local server speaking the Humanloop v4 chat API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
+    parser.add_argument("--port", type=_port, default=8000, help="port to bind; 0 picks a free one")
     parser.add_argument("--db", default=str(DEFAULT_DB),
                         help=f"SQLite file, or a postgresql://user:password@host/database URL for a team server "
                              f"(default {DEFAULT_DB})")

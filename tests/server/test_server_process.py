@@ -80,6 +80,17 @@ class Launched:
         return "".join(self.lines)
 
 
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_a_usage_line(tmp_path: Path, port: str):
+    """It was an OverflowError traceback from ``bind``, after the key was generated."""
+    result = subprocess.run([sys.executable, "-m", "hl_notebook.server", "--port", port, "--db",
+                             str(tmp_path / "never.sqlite")], env=clean_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"argument --port: {port} is not a port (0 to 65535; "
+                                                            "0 picks a free one)")
+
 def test_loopback_without_a_key_prints_a_generated_key_exactly_once(tmp_path: Path):
     launched = Launched(["--port", "0", "--db", str(tmp_path / "gen.sqlite")], clean_env())
     try:

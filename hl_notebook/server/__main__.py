@@ -137,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM,
                          socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:  # a port in use, an address not on this machine: one line, not a traceback
+        sock.close()
+        print(f"cannot listen on {args.host}:{args.port}: {(exc.strerror or str(exc)).lower()}", file=sys.stderr)
+        return 2
     sock.listen(2048)  # connections queue from now on, so the URL printed below is usable at once
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

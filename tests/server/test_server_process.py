@@ -91,6 +91,23 @@ def test_a_port_out_of_range_is_a_usage_line(tmp_path: Path, port: str):
     assert result.stderr.strip().splitlines()[-1].endswith(f"argument --port: {port} is not a port (0 to 65535; "
                                                             "0 picks a free one)")
 
+
+def test_a_port_in_use_or_a_host_that_is_not_ours_is_one_line(tmp_path: Path):
+    """Both were an OSError traceback from ``bind``."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for host, expected in (("127.0.0.1", f"cannot listen on 127.0.0.1:{port}: address already in use"),
+                               ("192.0.2.1", f"cannot listen on 192.0.2.1:{port}: cannot assign requested address")):
+            result = subprocess.run([sys.executable, "-m", "hl_notebook.server", "--host", host, "--port", str(port),
+                                     "--api-key", "k" * 20, "--db", str(tmp_path / "never.sqlite")],
+                                    env=clean_env(), capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert result.stderr.strip().splitlines() == [expected]
+
 def test_loopback_without_a_key_prints_a_generated_key_exactly_once(tmp_path: Path):
     launched = Launched(["--port", "0", "--db", str(tmp_path / "gen.sqlite")], clean_env())
     try:

@@ -253,7 +253,7 @@ def make_specs(messages: Sequence[Mapping[str, Any]], *, endpoint: str | None = 
     base = ChatSpec(endpoint=chosen, messages=tuple(dict(m) for m in messages), model_config=base_config,
                     project=project or None, num_samples=num_samples, stream=stream, save=save,
                     metadata=plain(metadata, "metadata") if metadata is not None else None,
-                    session_id=session_id,
+                    session_id=session_id or None,
                     inputs=_namespace_inputs(messages, inputs_rows, namespace or {}))
     return expand(base, axes=axes, configs=config_rows, inputs_rows=inputs_rows)
 

@@ -2,6 +2,7 @@
 results, history and every error path rendering as one line."""
 from __future__ import annotations
 
+import json
 
 import pandas as pd
 import pytest
@@ -133,6 +134,8 @@ def test_a_quoted_option_value_is_the_text_inside_the_quotes(shell, server):
     shell.user_ns["x"] = "from the notebook"
     literal = run(shell, "--model '{x}' --temperature 0", "user: hi")
     assert literal["model"].tolist() == ["{x}"]  # quoted: text, not a notebook reference
+    blank = run(shell, "--model m --temperature 0 --session-id ''", "user: hi")
+    assert json.loads(blank["request"].iloc[0])["session_id"] is None  # empty is no session, not the id ""
 
 
 @pytest.mark.parametrize("line, expected", [

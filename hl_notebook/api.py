@@ -112,8 +112,8 @@ def retry(df: "pd.DataFrame", *, concurrency: int | None = None, progress: bool 
     run = run_specs(specs, concurrency=concurrency, progress=progress)
     fresh = to_frame(run.results, run.configs)  # its ``call``: the position in ``failed``
     replaced = failed.iloc[fresh["call"].to_numpy()]
-    fresh = fresh.assign(**{name: replaced[name].to_numpy() for name in ids},
-                         **({"run_at": replaced["run_at"].to_numpy()} if "run_at" in frame.columns else {}))
+    fresh = fresh.assign(**{name: replaced[name].array for name in ids},  # .array: the frame's dtypes
+                         **({"run_at": replaced["run_at"].array} if "run_at" in frame.columns else {}))
     fresh = fresh.assign(_place=replaced.index.to_numpy(), _sample=fresh["sample"].fillna(-1).to_numpy())
     kept = frame[~pd.MultiIndex.from_frame(frame[ids]).isin(pd.MultiIndex.from_frame(failed[ids]))]
     kept = kept.assign(_place=kept.index.to_numpy(), _sample=kept["sample"].fillna(-1).to_numpy())

@@ -275,8 +275,8 @@ def test_retry_of_a_frame_of_several_runs_replaces_only_the_failed_calls(point, 
 
     point(server)
     hl_notebook.sweep("user: first {{word}}", model="m", temperature=0, inputs=WORDS.head(3), progress=False)
-    hl_notebook.sweep("user: second {{word}}", model="m", temperature=0, inputs=WORDS.head(3), progress=False,
-                      base_url=closed_port_url())  # every call fails: nothing listens there
+    second = hl_notebook.sweep("user: second {{word}}", model="m", temperature=0, inputs=WORDS.head(3),
+                               progress=False, base_url=closed_port_url())  # every call fails: nothing listens there
     history = hl_notebook.history()
     both = history[history["run"].isin(history["run"].unique()[-2:])].reset_index(drop=True)
     assert both["error"].notna().tolist() == [False] * 3 + [True] * 3
@@ -284,4 +284,9 @@ def test_retry_of_a_frame_of_several_runs_replaces_only_the_failed_calls(point, 
     assert len(fixed) == 6 and fixed["error"].isna().all()
     assert fixed["output"].tolist() == [f"m: {n} w{i}" for n in ("first", "second") for i in range(3)]
     assert fixed[["session", "run", "call"]].equals(both[["session", "run", "call"]])  # in place, ids kept
+    assert fixed.dtypes.equals(both.dtypes)
+    mixed = pd.concat([both.iloc[:3], second], ignore_index=True)  # a run frame has no session or run
+    again = hl_notebook.retry(mixed)
+    assert again["error"].isna().all() and again["call"].tolist() == [0, 1, 2] * 2
+    assert again.dtypes.equals(mixed.dtypes)  # (the run ids of the retried rows stayed <NA>, not NaN floats)
     assert fixed["log_id"].iloc[:3].tolist() == both["log_id"].iloc[:3].tolist()  # ok rows untouched

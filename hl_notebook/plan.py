@@ -230,11 +230,14 @@ def make_specs(messages: Sequence[Mapping[str, Any]], *, endpoint: str | None = 
         raise HLUsageError(f"unknown parameter {name!r}{did_you_mean(name, AXIS_NAMES)}; use {', '.join(AXIS_NAMES)}")
     config_rows = [_config_row(row, i) for i, row in enumerate(rows_of(configs, "configs"))] \
         if configs is not None else None
-    for index, row in enumerate(config_rows or []):  # else the row's value silently wins over the axis
-        both = [name for name in axes if name in row]
+    # one value of an option fills in what a configs row leaves unset; several would sweep a
+    # parameter the row fixes, making each of its calls several times over
+    for index, row in enumerate(config_rows or []):
+        both = [name for name, values in axes.items() if name in row and len(values) > 1]
         if both:
-            raise HLUsageError(f"{both[0]} is set by both the configs (row {index}) and --{both[0].replace('_', '-')}; "
-                               "set it in one place")
+            name = both[0]
+            raise HLUsageError(f"--{name.replace('_', '-')} sweeps {name}, which the configs set (row {index}): each "
+                               f"of that row's calls would be made {len(axes[name])} times; set it in one place")
     chosen = choose_endpoint(endpoint, model=bool(axes.get("model") or config_rows),
                              model_config_id=bool(axes.get("model_config_id")),
                              experiment_id=bool(axes.get("experiment_id")), deployed=deployed)

@@ -146,15 +146,15 @@ def test_a_call_that_cannot_be_planned_starts_no_server(monkeypatch):
     assert len(hl_notebook.sweep("user: {{x}}", model="m", inputs=[])) == 0  # no calls: no server either
 
 
-def test_a_parameter_set_by_the_configs_and_an_axis_is_refused():
-    """``--configs cfg --model c``: the configs' model won and ``c`` was dropped without a word;
-    with ``--temperature 0,1`` over configs that set temperature, each call was made twice."""
+def test_sweeping_a_parameter_that_a_configs_row_sets_is_refused():
+    """``--temperature 0,1`` over configs whose row sets temperature made that row's call twice,
+    identically (the row's value wins); one value of an option still fills what a row leaves unset."""
     configs = [{"model": "a", "temperature": 0.5}, {"model": "b"}]
-    with pytest.raises(HLUsageError, match=r"^model is set by both the configs \(row 0\) and --model; "
-                                           r"set it in one place$"):
-        make_specs([{"role": "user", "content": "x"}], axes={"model": ["c"]}, configs=configs)
-    with pytest.raises(HLUsageError, match=r"^temperature is set by both the configs \(row 0\) and --temperature"):
+    with pytest.raises(HLUsageError, match=r"^--temperature sweeps temperature, which the configs set \(row 0\): "
+                                           r"each of that row's calls would be made 2 times; set it in one place$"):
         make_specs([{"role": "user", "content": "x"}], axes={"temperature": [0, 1]}, configs=configs)
+    filled = make_specs([{"role": "user", "content": "x"}], axes={"temperature": [0.9]}, configs=configs)
+    assert [s.model_config["temperature"] for s in filled] == [0.5, 0.9]
     crossed = make_specs([{"role": "user", "content": "x"}], axes={"max_tokens": [5, 9]}, configs=configs)
     assert [(s.model_config["model"], s.model_config["max_tokens"]) for s in crossed] == \
         [("a", 5), ("a", 9), ("b", 5), ("b", 9)]  # a parameter the configs leave alone still sweeps

@@ -446,20 +446,6 @@ def string_array(values: Any) -> Any:
         return pd.array(values, dtype=pd.StringDtype("python"))
 
 
-def as_text(series: "pd.Series") -> "pd.Series":
-    """``series.astype("string")`` for any column a user's text can reach: a "string" column stays
-    as it is (in its storage), and values Arrow storage cannot hold (a lone surrogate) go to Python
-    storage instead of raising (pandas' default storage is Arrow when pyarrow is installed)."""
-    import pandas as pd
-
-    if isinstance(series.dtype, pd.StringDtype) and series.dtype.na_value is pd.NA:
-        return series
-    try:
-        return series.astype("string")
-    except UnicodeEncodeError:
-        return series.astype(pd.StringDtype("python"))
-
-
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -575,7 +561,7 @@ def display_view(frame: "pd.DataFrame") -> "pd.DataFrame":
         column = view[name]
         if name in SHORT_IDS or name == "prompt" or str(name).startswith("inputs."):
             limit = ID_CHARS if name in SHORT_IDS else SHORT_CHARS
-            view.iloc[rows, view.columns.get_loc(name)] = _elide(as_text(column.iloc[rows]), limit).array
+            view.iloc[rows, view.columns.get_loc(name)] = _elide(_coerce(column.iloc[rows], "string"), limit).array
         elif str(column.dtype).startswith("datetime64"):
             view[name] = column.dt.floor("s").dt.tz_localize(None)  # UTC, to the second
         elif name == "latency_s":

@@ -162,10 +162,11 @@ class HLChatMagics(Magics):
         """Show the DataFrame of every %%hlchat call of this session (``--all`` for every session)."""
         from .archive import history
 
-        unknown = [word for word in line.split() if word != "--all"]
+        words = line.split()
+        unknown = [word for word in words if word != "--all"]
         if unknown:
             raise _usage_error(f"unrecognized arguments: {unknown[0]}", ["--all"])
-        return history(all_sessions="--all" in line.split())
+        return history(all_sessions="--all" in words)
 
 
 # MagicArgumentParser does not take allow_abbrev; argparse reads the attribute at parse time, so
